@@ -1,0 +1,648 @@
+"""``AsyncVeoClient``: configuration, submit / get / wait / generate / download.
+
+One client wraps one ``httpx.AsyncClient``. The API key is added per API request (never set on
+the shared HTTP client), so it cannot travel with a download to the video CDN, and API requests
+never follow redirects, so it cannot travel to another host either.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import random
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from . import _timing
+from ._download import DownloadedVideo, download_video
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    CreateOutcomeUnknownError,
+    GenerationFailedError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    VeoError,
+    WaitTimeoutError,
+)
+from ._models import Generation, GenerationStatus, VideoRequest, build_request
+from ._polling import PollPolicy
+from ._ratelimit import RateGovernor
+from ._retry import RetryConfig, RetryDecision, backoff_delay, decide, parse_retry_after
+
+if TYPE_CHECKING:
+    from ._engine import Batch, BatchInput
+
+__all__ = ["DEFAULT_BASE_URL", "ENDPOINTS", "AsyncVeoClient", "Endpoint"]
+
+logger = logging.getLogger("veo_async")
+
+DEFAULT_BASE_URL = "https://api.aimlapi.com"
+Endpoint = Literal["universal", "google"]
+#: Create/poll path per endpoint style: the universal path reaches every video model; the Google
+#: vendor path is the one in the original Veo2 guide.
+ENDPOINTS: Mapping[str, str] = {
+    "universal": "/v2/video/generations",
+    "google": "/v2/generate/video/google/generation",
+}
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
+_STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+_T = TypeVar("_T")
+UpdateCallback = Callable[[Generation], Awaitable[None] | None]
+
+
+def _is_loopback(host: str) -> bool:
+    if host in {"localhost", "localhost."} or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_key(key: str) -> str:
+    key = key.strip()
+    if not key:
+        raise ConfigurationError(
+            "the API key is empty; set AIMLAPI_KEY or pass api_key=... "
+            "(no key needed for the local emulator: veo-async --emulate ...)"
+        )
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        # never echo the key itself
+        raise ConfigurationError(
+            "the API key contains spaces, control or non-ASCII characters; "
+            "check how AIMLAPI_KEY was set (a stray newline or quote?)"
+        )
+    return key
+
+
+def _request_not_sent(exc: httpx.TransportError) -> bool:
+    """True when the failure provably happened before the request was written."""
+    if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return False
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.split(".")[0] == "aiohttp":
+        # httpx-aiohttp maps every aiohttp ClientConnectionError (server disconnects included)
+        # to ConnectTimeout; only a connector error proves nothing was sent.
+        return any(c.__name__ == "ClientConnectorError" for c in type(cause).__mro__)
+    return True
+
+
+def _running_on_asyncio() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _fast_transport_available() -> bool:
+    try:
+        import httpx_aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class AsyncVeoClient:
+    """Async client for the AI/ML API's Google Veo video generation.
+
+    Use it as an async context manager (``async with AsyncVeoClient() as client:``) so its
+    connections are closed. Every option is keyword-only except the key:
+
+    * ``api_key``: falls back to the ``AIMLAPI_KEY`` environment variable.
+    * ``base_url``: falls back to ``AIMLAPI_BASE_URL``, then ``https://api.aimlapi.com``. Plain
+      HTTP is refused for non-loopback hosts unless ``allow_insecure_http=True``.
+    * ``endpoint``: ``"universal"`` (``/v2/video/generations``, every model; the default) or
+      ``"google"`` (``/v2/generate/video/google/generation``, the Veo2 guide's path).
+    * ``timeout``: seconds or an ``httpx.Timeout`` for each HTTP request.
+    * ``retry``: a :class:`RetryConfig` (see ``veo_async._retry`` for which failures retry).
+    * ``limits``: ``httpx.Limits`` for the connection pool of the client created here.
+    * ``http_client``: your own ``httpx.AsyncClient`` (proxies, custom transports, sharing);
+      it is not closed by this client.
+    * ``requests_per_second``: an optional client-side rate shared by every request.
+    * ``poll_policy``: the default :class:`PollPolicy` for ``wait`` and batches.
+    * ``fast_transport``: use the aiohttp transport for httpx when installed
+      (``pip install 'veo-async[fast]'``) and running on asyncio; ``None`` means "when
+      available", ``False`` never.
+    * ``max_download_bytes``: the size cap for downloads.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | httpx.URL | None = None,
+        endpoint: Endpoint = "universal",
+        timeout: float | httpx.Timeout | None = None,
+        retry: RetryConfig | None = None,
+        limits: httpx.Limits | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        fast_transport: bool | None = None,
+        allow_insecure_http: bool = False,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("AIMLAPI_KEY")
+        if key is None:
+            raise ConfigurationError(
+                "no API key: set the AIMLAPI_KEY environment variable or pass api_key=... "
+                "(to try the SDK without a key, use the local emulator: "
+                "veo_async.testing / `veo-async --emulate ...`)"
+            )
+        self._api_key = SecretStr(_check_key(key))
+        raw_url = base_url if base_url is not None else os.environ.get("AIMLAPI_BASE_URL")
+        url = httpx.URL(str(raw_url or DEFAULT_BASE_URL).rstrip("/"))
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ConfigurationError(
+                f"base_url must be an http(s) URL with a host, got {str(url)!r}"
+            )
+        if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+            raise ConfigurationError(
+                f"refusing to send the API key over plain HTTP to {url.host!r}; use https:// "
+                "or pass allow_insecure_http=True if you really mean it"
+            )
+        if endpoint not in ENDPOINTS:
+            raise ConfigurationError(
+                f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}"
+            )
+        if max_download_bytes <= 0:
+            raise ConfigurationError("max_download_bytes must be positive")
+        self.base_url = url
+        self.endpoint: Endpoint = endpoint
+        self.path = ENDPOINTS[endpoint]
+        self.timeout = (
+            timeout
+            if isinstance(timeout, httpx.Timeout)
+            else (httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT)
+        )
+        self.retry = retry or RetryConfig()
+        self.poll_policy = poll_policy or PollPolicy()
+        self.max_download_bytes = max_download_bytes
+        self.governor = RateGovernor(requests_per_second)
+        self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        self._user_http = http_client
+        self._http: httpx.AsyncClient | None = http_client
+        self._fast_transport = fast_transport
+        self._rng = random.Random()
+        self._closed = False
+        #: Which transport is in use: "user", "httpx" or "aiohttp" (set on first use).
+        self.transport_name: str | None = "user" if http_client is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncVeoClient(base_url={str(self.base_url)!r}, endpoint={self.endpoint!r}, "
+            f"api_key='**********')"
+        )
+
+    async def __aenter__(self) -> AsyncVeoClient:
+        self._ensure_http()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client this object created (a user-supplied one is left open)."""
+        self._closed = True
+        if self._http is not None and self._user_http is None:
+            http, self._http = self._http, None
+            with anyio.CancelScope(shield=True):
+                await http.aclose()
+
+    def _ensure_http(self) -> httpx.AsyncClient:
+        if self._closed:
+            raise RuntimeError("this AsyncVeoClient is closed")
+        if self._http is None:
+            transport: httpx.AsyncBaseTransport | None = None
+            self.transport_name = "httpx"
+            want_fast = self._fast_transport is not False
+            if want_fast and _running_on_asyncio():
+                if _fast_transport_available():
+                    from httpx_aiohttp import AiohttpTransport
+
+                    transport = AiohttpTransport(limits=self._limits)
+                    self.transport_name = "aiohttp"
+                elif self._fast_transport:
+                    raise ConfigurationError(
+                        "fast_transport=True needs httpx-aiohttp: pip install 'veo-async[fast]'"
+                    )
+            self._http = httpx.AsyncClient(
+                timeout=self.timeout,
+                limits=self._limits,
+                transport=transport,
+                follow_redirects=False,
+                headers={"User-Agent": "veo-async/0.1"},
+            )
+        return self._http
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The underlying ``httpx.AsyncClient`` (created on first use)."""
+        return self._ensure_http()
+
+    # ------------------------------------------------------------------ HTTP core
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
+
+    async def _request_json(
+        self,
+        method: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        is_create: bool,
+        request_model: VideoRequest | None = None,
+    ) -> Generation:
+        """Send one API request with retries; parse the body into a ``Generation``."""
+        http = self._ensure_http()
+        url = self.base_url.join(self.path)
+        attempt = 0
+        rate_limited = 0
+        while True:
+            attempt += 1
+            await self.governor.acquire()
+            started = _timing.monotonic()
+            try:
+                response = await http.request(
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    headers=self._auth_headers(),
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                )
+                try:
+                    generation = self._parse(response, method)
+                finally:
+                    await response.aclose()
+            except httpx.TransportError as exc:
+                error: VeoError = self._connection_error(exc, method, url)
+            except VeoError as exc:
+                error = exc
+            else:
+                self.governor.on_success()
+                logger.debug(
+                    "%s %s -> %s %s (%.3f s)",
+                    method,
+                    self.path,
+                    response.status_code,
+                    generation.status,
+                    _timing.monotonic() - started,
+                )
+                return generation
+            decision = decide(error, is_create=is_create, config=self.retry)
+            logger.debug("%s %s failed (attempt %d): %s", method, self.path, attempt, error)
+            if decision is RetryDecision.OUTCOME_UNKNOWN:
+                raise CreateOutcomeUnknownError(
+                    "the create request may or may not have started a billed generation "
+                    f"({error}); it was not retried to avoid paying twice. Resubmit only if "
+                    "a possible duplicate is acceptable",
+                    request=request_model,
+                    request_id=error.request_id,
+                ) from error
+            if decision is RetryDecision.RAISE:
+                raise error
+            if isinstance(error, RateLimitError):
+                rate_limited += 1
+                if rate_limited > max(self.retry.max_attempts, 1) * 4:
+                    raise error
+                delay = backoff_delay(
+                    rate_limited, self.retry, retry_after=error.retry_after, rng=self._rng
+                )
+                self.governor.on_rate_limited(delay)
+                attempt -= 1  # waiting out a rate limit does not use up an attempt
+                continue
+            if attempt >= self.retry.max_attempts:
+                raise error
+            await _timing.sleep(backoff_delay(attempt, self.retry, rng=self._rng))
+
+    def _connection_error(self, exc: httpx.TransportError, method: str, url: httpx.URL) -> VeoError:
+        not_sent = _request_not_sent(exc)
+        cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        what = type(exc).__name__
+        detail = str(exc) or what
+        phase = (
+            "before the request was sent" if not_sent else "after the request may have been sent"
+        )
+        return cls(
+            f"{method} {url.path}: {what} {phase}: {detail}",
+            request_sent=not not_sent,
+            method=method,
+            url=str(url.copy_with(query=None)),
+        )
+
+    def _parse(self, response: httpx.Response, method: str) -> Generation:
+        request_id = response.headers.get("x-request-id")
+        path = response.request.url.path
+        status = response.status_code
+        body: object
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            body = response.text[:500]
+        if isinstance(body, Mapping) and isinstance(body.get("requestId"), str):
+            request_id = request_id or str(body["requestId"])
+        if 200 <= status < 300:
+            if not isinstance(body, Mapping):
+                raise InvalidResponseError(
+                    f"{method} {path} -> {status}, but the body is not a JSON object: "
+                    f"{str(body)[:120]!r}",
+                    status_code=status,
+                    request_id=request_id,
+                    method=method,
+                    url=path,
+                )
+            try:
+                return Generation.model_validate(body)
+            except ValidationError as exc:
+                raise InvalidResponseError(
+                    f"{method} {path} -> {status}, but the body is not a generation: "
+                    f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+                    status_code=status,
+                    request_id=request_id,
+                    method=method,
+                    url=path,
+                ) from None
+        if 300 <= status < 400:
+            raise APIStatusError(
+                f"{method} {path} -> {status} redirect to "
+                f"{response.headers.get('location', '?')!r}: API redirects are not followed so "
+                "the key never leaves the API host; set base_url to the final address",
+                status_code=status,
+                body=body,
+                request_id=request_id,
+                method=method,
+                url=path,
+            )
+        server_msg = body.get("message") if isinstance(body, Mapping) else None
+        text = server_msg if isinstance(server_msg, str) else str(body)[:200]
+        message = f"{method} {path} -> {status}: {text}"
+        cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
+        if cls is RateLimitError:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise RateLimitError(
+                message,
+                retry_after=retry_after,
+                status_code=status,
+                body=body,
+                request_id=request_id,
+                method=method,
+                url=path,
+            )
+        if cls is AuthenticationError:
+            message += " (check AIMLAPI_KEY / api_key=)"
+        raise cls(
+            message, status_code=status, body=body, request_id=request_id, method=method, url=path
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    async def submit(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        prompt: str | None = None,
+        model: str = "veo2",
+        extra_body: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Generation:
+        """Create a generation and return it (usually ``queued``). Costs credits.
+
+        Pass a request model (``Veo2TextToVideo(...)``), or ``prompt=`` with keyword fields
+        (``model`` defaults to ``"veo2"``). Invalid values raise
+        :class:`~veo_async.RequestValidationError` before anything is sent. A create is retried
+        only when it provably started nothing; otherwise
+        :class:`~veo_async.CreateOutcomeUnknownError` is raised.
+        """
+        req = self._make_request(
+            request, prompt=prompt, model=model, extra_body=extra_body, **fields
+        )
+        return await self._create(req)
+
+    def _make_request(
+        self,
+        request: VideoRequest | None,
+        *,
+        prompt: str | None,
+        model: str,
+        extra_body: Mapping[str, Any] | None,
+        **fields: Any,
+    ) -> VideoRequest:
+        if request is not None:
+            if not isinstance(request, VideoRequest):
+                raise TypeError(
+                    f"submit() takes a VideoRequest or prompt=..., got {type(request).__name__}"
+                )
+            if prompt is not None or fields:
+                raise TypeError("pass either a request model or prompt=/fields, not both")
+            if extra_body:
+                merged = {**(request.extra_body or {}), **extra_body}
+                return request.model_copy(update={"extra_body": merged})
+            return request
+        if prompt is None:
+            raise TypeError("submit() needs a request model or prompt=...")
+        return build_request(prompt, model=model, extra_body=extra_body, **fields)
+
+    async def _create(self, request: VideoRequest) -> Generation:
+        generation = await self._request_json(
+            "POST", json_body=request.to_body(), is_create=True, request_model=request
+        )
+        logger.info("created generation %s (%s)", generation.id, request.model)
+        return generation
+
+    async def get(self, generation_id: str) -> Generation:
+        """Poll a generation once. Retries transient failures; 404 raises ``NotFoundError``."""
+        gid = _check_id(generation_id)
+        return await self._request_json("GET", params={"generation_id": gid}, is_create=False)
+
+    async def wait(
+        self,
+        generation: str | Generation,
+        *,
+        timeout: float | None = 1000.0,
+        poll_policy: PollPolicy | None = None,
+        expected_seconds: float = 45.0,
+        on_update: UpdateCallback | None = None,
+        raise_on_failure: bool = True,
+    ) -> Generation:
+        """Poll until the generation is ``completed`` or ``error``, or ``timeout`` seconds pass.
+
+        Returns the completed generation. Raises :class:`~veo_async.GenerationFailedError` when
+        it ends in ``error`` or completes without a video URL (unless ``raise_on_failure`` is
+        false), and :class:`~veo_async.WaitTimeoutError` (carrying the id) on timeout; the
+        generation may still finish, so you can wait again later. ``on_update`` is called with
+        every polled state. ``expected_seconds`` is the prior for the first poll.
+        """
+        policy = poll_policy or self.poll_policy
+        if isinstance(generation, Generation):
+            gid, last = generation.id, generation
+        else:
+            gid, last = _check_id(generation), None
+        if last is not None and last.is_terminal:
+            return self._finish(last, raise_on_failure)
+        start = _timing.monotonic()
+        polls = 0
+        with anyio.move_on_after(timeout) as scope:
+            delay = policy.first_delay(expected_seconds)
+            while True:
+                await _timing.sleep(delay)
+                last = await self.get(gid)
+                polls += 1
+                if on_update is not None:
+                    maybe = on_update(last)
+                    if maybe is not None:
+                        await maybe
+                if last.is_terminal:
+                    if last.status is GenerationStatus.COMPLETED:
+                        policy.observe(_timing.monotonic() - start)
+                    return self._finish(last, raise_on_failure)
+                delay = policy.next_delay(_timing.monotonic() - start, expected_seconds, polls)
+        assert scope.cancel_called
+        raise WaitTimeoutError(
+            f"generation {gid} did not finish within {timeout} s "
+            f"(last status: {last.status if last else 'unknown'}); it may still complete: "
+            f"call wait({gid!r}) again later",
+            generation_id=gid,
+            last=last,
+        )
+
+    @staticmethod
+    def _finish(generation: Generation, raise_on_failure: bool) -> Generation:
+        if raise_on_failure and generation.failed:
+            reason = generation.error_message or "completed without a video URL"
+            raise GenerationFailedError(
+                f"generation {generation.id} failed: {reason}", generation=generation
+            )
+        return generation
+
+    async def generate(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        prompt: str | None = None,
+        model: str = "veo2",
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = 1000.0,
+        on_update: UpdateCallback | None = None,
+        **fields: Any,
+    ) -> Generation:
+        """Submit and wait: returns the completed generation (see :meth:`submit`, :meth:`wait`)."""
+        req = self._make_request(
+            request, prompt=prompt, model=model, extra_body=extra_body, **fields
+        )
+        generation = await self._create(req)
+        if on_update is not None:
+            maybe = on_update(generation)
+            if maybe is not None:
+                await maybe
+        return await self.wait(
+            generation,
+            timeout=timeout,
+            expected_seconds=req.expected_seconds(),
+            on_update=on_update,
+        )
+
+    async def download(
+        self,
+        source: Generation | str,
+        path: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        max_bytes: int | None = None,
+    ) -> DownloadedVideo:
+        """Stream a generation's video (or a video URL) to ``path``; returns its size and SHA-256.
+
+        The file is written to a temporary name in the same folder and renamed into place only
+        when complete and of the announced length. An existing file is never replaced unless
+        ``overwrite=True``. If ``path`` is a folder, the file is named ``<generation id>.mp4``.
+        The API key is never sent with the download.
+        """
+        if isinstance(source, Generation):
+            if not source.video_url:
+                raise GenerationFailedError(
+                    f"generation {source.id} has no video to download (status {source.status})",
+                    generation=source,
+                )
+            url, name_hint = source.video_url, source.id
+        else:
+            url, name_hint = str(source), None
+        target = Path(path)
+        if await anyio.Path(target).is_dir():
+            from ._download import safe_filename
+
+            target = target / safe_filename(name_hint or Path(httpx.URL(url).path).stem or "video")
+        return await download_video(
+            self._ensure_http(),
+            url,
+            target,
+            overwrite=overwrite,
+            max_bytes=max_bytes if max_bytes is not None else self.max_download_bytes,
+            timeout=self.timeout,
+            retry=self.retry,
+            api_host=self.base_url.host,
+        )
+
+    # ------------------------------------------------------------------ many jobs
+
+    def batch(
+        self,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        **options: Any,
+    ) -> Batch:
+        """Submit many requests and yield results in completion order (see :class:`Batch`).
+
+        ``async with client.batch(prompts, max_concurrency=32) as results:
+        async for result in results: ...``
+        """
+        from ._engine import Batch
+
+        return Batch(self, inputs, **options)
+
+    def as_completed(self, generation_ids: Iterable[str], **options: Any) -> Batch:
+        """Track existing generation ids and yield each one as it finishes (see :class:`Batch`)."""
+        from ._engine import Batch, BatchItem
+
+        return Batch(self, (BatchItem(generation_id=g) for g in generation_ids), **options)
+
+
+def _check_id(generation_id: str) -> str:
+    if not isinstance(generation_id, str) or not generation_id.strip():
+        raise ValueError(f"a generation id must be a non-empty string, got {generation_id!r}")
+    return generation_id.strip()
