@@ -1,0 +1,496 @@
+"""Reading batch inputs: prompt files (``.txt``, ``.jsonl``, ``.csv``, stdin) with line numbers.
+
+Every input is validated into a request model *before* anything is sent, and every problem is
+reported with its file and line number, so a batch with one bad line spends nothing.
+
+Formats:
+
+* ``.txt``: one prompt a line; blank lines and lines starting with ``#`` are skipped.
+* ``.jsonl`` / ``.ndjson``: one JSON object a line, any request field as a key (``prompt``,
+  ``model``, ``duration``, ... and ``extra_body`` for fields the SDK does not model).
+* ``.csv``: a header row naming request fields; one request a row; empty cells are left out.
+  Text cells are converted to the field's type (``duration`` ``6`` becomes the integer 6).
+* ``-``: standard input; JSON Lines when the first content line starts with ``{``, else text.
+
+Media fields (``image_url``, ``tail_image_url``, ``last_image_url``, ``image_urls``,
+``video_url``) accept a URL, a data URI, or a local file path (relative to the input file),
+which is read and turned into a base64 data URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import mimetypes
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from ._exceptions import RequestValidationError, VeoError
+from ._models import MODEL_REQUESTS, VideoRequest, build_request
+
+__all__ = [
+    "MEDIA_FIELDS",
+    "InputError",
+    "InputFormat",
+    "InputProblem",
+    "ParsedInput",
+    "body_hash",
+    "convert_text_value",
+    "detect_format",
+    "load_inputs",
+    "media_to_data_uri",
+    "parse_field_assignment",
+    "read_records",
+    "redact_body",
+    "request_fingerprint",
+]
+
+InputFormat = Literal["txt", "jsonl", "csv"]
+
+#: Request fields that take an image or a video: a URL, a data URI, or a local file path.
+MEDIA_FIELDS = frozenset(
+    {"image_url", "tail_image_url", "last_image_url", "image_urls", "video_url"}
+)
+_SUFFIXES: Mapping[str, InputFormat] = {
+    ".txt": "txt",
+    ".text": "txt",
+    ".prompts": "txt",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+}
+_MAX_MEDIA_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """One problem in an input file: where (file and line) and what."""
+
+    source: str
+    """The file name as given (``<stdin>`` for standard input)."""
+    line: int | None
+    """1-based line number, or ``None`` for problems with the whole file."""
+    message: str
+    """What is wrong."""
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class InputError(VeoError):
+    """An input file cannot be used; ``problems`` lists every problem found (file, line)."""
+
+    def __init__(self, problems: Sequence[InputProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = "\n".join(f"  {p}" for p in self.problems[:50])
+        more = f"\n  ... and {count - 50} more" if count > 50 else ""
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{count} {noun} in the input; nothing was submitted:\n{head}{more}")
+
+
+@dataclass(frozen=True)
+class _Record:
+    line: int
+    fields: dict[str, Any]
+    text_values: bool  # values came from text (txt/csv) and may need type conversion
+
+
+@dataclass(frozen=True)
+class ParsedInput:
+    """One validated input: its line number and its request."""
+
+    line: int
+    """1-based line number in the input file (where the record starts)."""
+    request: VideoRequest
+    """The validated request."""
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def detect_format(name: str, text: str | None = None) -> InputFormat:
+    """The format of an input: from the file suffix, else by looking at the first content line."""
+    suffix = Path(name).suffix.lower()
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
+    for raw in (text or "").splitlines():
+        stripped = raw.strip()
+        if stripped and not stripped.startswith("#"):
+            return "jsonl" if stripped.startswith("{") else "txt"
+    return "txt"
+
+
+def read_records(
+    source: str, text: str, fmt: InputFormat
+) -> tuple[list[_Record], list[InputProblem]]:
+    """Split ``text`` into raw records with line numbers; malformed lines become problems."""
+    if fmt == "txt":
+        return _read_txt(text), []
+    if fmt == "jsonl":
+        return _read_jsonl(source, text)
+    return _read_csv(source, text)
+
+
+def _read_txt(text: str) -> list[_Record]:
+    records = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        prompt = raw.strip()
+        if not prompt or prompt.startswith("#"):
+            continue
+        records.append(_Record(number, {"prompt": prompt}, text_values=True))
+    return records
+
+
+def _read_jsonl(source: str, text: str) -> tuple[list[_Record], list[InputProblem]]:
+    records: list[_Record] = []
+    problems: list[InputProblem] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            problems.append(InputProblem(source, number, f"not valid JSON: {exc.msg}"))
+            continue
+        if isinstance(value, str):
+            value = {"prompt": value}
+        if not isinstance(value, dict):
+            problems.append(
+                InputProblem(source, number, f"expected a JSON object, got {type(value).__name__}")
+            )
+            continue
+        records.append(_Record(number, value, text_values=False))
+    return records, problems
+
+
+def _read_csv(source: str, text: str) -> tuple[list[_Record], list[InputProblem]]:
+    records: list[_Record] = []
+    problems: list[InputProblem] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    last_line = 0
+    try:
+        for row in reader:
+            start, last_line = last_line + 1, reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in row]
+                seen: set[str] = set()
+                for name in header:
+                    if not name:
+                        problems.append(InputProblem(source, start, "empty column name in header"))
+                    elif name in seen:
+                        problems.append(InputProblem(source, start, f"duplicate column {name!r}"))
+                    seen.add(name)
+                if "prompt" not in header:
+                    problems.append(
+                        InputProblem(source, start, "the header row has no 'prompt' column")
+                    )
+                continue
+            if row[0].lstrip().startswith("#"):
+                continue
+            if len(row) > len(header):
+                problems.append(
+                    InputProblem(
+                        source, start, f"{len(row)} cells but the header has {len(header)} columns"
+                    )
+                )
+                continue
+            fields = {
+                name: cell
+                for name, cell in zip(header, row, strict=False)
+                if name and cell.strip() != ""
+            }
+            records.append(_Record(start, fields, text_values=True))
+    except csv.Error as exc:
+        problems.append(InputProblem(source, last_line + 1, f"malformed CSV: {exc}"))
+    if header is None:
+        problems.append(InputProblem(source, None, "empty CSV file (no header row)"))
+    return records, problems
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _field_types(cls: type[VideoRequest] | None, name: str) -> list[object] | None:
+    """Top-level accepted types of a field: classes, and Literal values as their types."""
+    if cls is None:
+        return None
+    info = cls.model_fields.get(name)
+    if info is None:
+        return None
+    out: list[object] = []
+    stack: list[object] = [info.annotation]
+    while stack:
+        ann = stack.pop()
+        origin = typing.get_origin(ann)
+        if origin is Literal:
+            out.extend(type(v) for v in typing.get_args(ann))
+        elif origin is typing.Union or origin is types.UnionType:
+            stack.extend(typing.get_args(ann))
+        elif origin is not None:
+            out.append(origin)  # list[str] -> list
+        elif ann is not type(None):
+            out.append(ann)
+    return out
+
+
+def convert_text_value(model: str | None, name: str, text: str) -> Any:
+    """Convert a text value (a CSV cell, a ``--field`` value) to what field ``name`` expects.
+
+    Text fields keep the text as given; other fields take JSON (``6``, ``true``, ``["a"]``);
+    a list field also takes a single value, and a boolean field also ``yes``/``no``.
+    """
+    accepted = _field_types(MODEL_REQUESTS.get(model or ""), name)
+    if accepted is not None and str in accepted:
+        return text
+    stripped = text.strip()
+    if accepted is not None and bool in accepted and stripped.lower() in {"yes", "no", "on", "off"}:
+        return stripped.lower() in {"yes", "on"}
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        value = stripped
+    if accepted is not None and list in accepted and not isinstance(value, list):
+        return [value]
+    return value
+
+
+def parse_field_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE`` (the ``--field`` option); the value is JSON when it parses as JSON."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _is_remote(value: str) -> bool:
+    return value.startswith("data:") or "://" in value
+
+
+def media_to_data_uri(value: str, base_dir: Path, *, field: str = "image_url") -> str:
+    """A URL or data URI unchanged; a local file path read into a base64 data URI.
+
+    Raises ``ValueError`` naming the file when it cannot be read.
+    """
+    if _is_remote(value):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        size = path.stat().st_size
+        if size > _MAX_MEDIA_BYTES:
+            raise ValueError(f"{field}: {value!r} is {size} bytes, over the 50 MB limit")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{field}: {value!r} is neither a URL nor an existing file") from None
+    except (IsADirectoryError, PermissionError, OSError) as exc:
+        raise ValueError(f"{field}: cannot read {value!r}: {exc.strerror or exc}") from None
+    mime = mimetypes.guess_type(path.name)[0]
+    if mime is None:
+        mime = "video/mp4" if field == "video_url" else "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _resolve_media(fields: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    out = dict(fields)
+    for name in MEDIA_FIELDS & out.keys():
+        value = out[name]
+        if isinstance(value, str):
+            out[name] = media_to_data_uri(value, base_dir, field=name)
+        elif isinstance(value, list):
+            out[name] = [
+                media_to_data_uri(v, base_dir, field=name) if isinstance(v, str) else v
+                for v in value
+            ]
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _describe(exc: RequestValidationError) -> str:
+    if not exc.errors:
+        return exc.message
+    parts = []
+    for err in exc.errors:
+        text = f"{err.get('field', '?')}: {err.get('message', 'invalid')}"
+        if "received" in err:
+            text += f" (got {err['received']!r})"
+        allowed = err.get("allowed")
+        if allowed and err.get("field") != "model":
+            text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
+        elif allowed:
+            text += "; see `veo-async models`" if len(allowed) > 8 else f"; allowed: {allowed}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _build(
+    record: _Record,
+    defaults: Mapping[str, Any],
+    extra_body: Mapping[str, Any] | None,
+    base_dir: Path,
+) -> VideoRequest:
+    fields = {k: v for k, v in defaults.items() if v is not None}
+    row = dict(record.fields)
+    model = row.pop("model", None)
+    if model is None:
+        model = fields.pop("model", "veo2")
+    else:
+        fields.pop("model", None)
+    if not isinstance(model, str) or not model.strip():
+        raise RequestValidationError(
+            "model must be a non-empty string",
+            errors=[{"field": "model", "message": "must be a non-empty string"}],
+        )
+    model = model.strip()
+    row_extra = row.pop("extra_body", None)
+    if record.text_values:
+        if isinstance(row_extra, str):
+            try:
+                row_extra = json.loads(row_extra)
+            except json.JSONDecodeError:
+                raise RequestValidationError(
+                    "extra_body must be a JSON object",
+                    errors=[{"field": "extra_body", "message": "must be a JSON object"}],
+                ) from None
+        row = {
+            k: (convert_text_value(model, k, v) if isinstance(v, str) and k != "prompt" else v)
+            for k, v in row.items()
+        }
+    if row_extra is not None and not isinstance(row_extra, dict):
+        raise RequestValidationError(
+            "extra_body must be an object",
+            errors=[{"field": "extra_body", "message": "must be a JSON object"}],
+        )
+    fields.update(row)
+    fields = _resolve_media(fields, base_dir)
+    merged_extra = {**(extra_body or {}), **(row_extra or {})} or None
+    prompt = fields.pop("prompt", None)
+    if prompt is None:
+        raise RequestValidationError(
+            "no prompt", errors=[{"field": "prompt", "message": "missing (empty prompt)"}]
+        )
+    if not isinstance(prompt, str):
+        raise RequestValidationError(
+            "prompt must be text",
+            errors=[{"field": "prompt", "message": f"must be text, got {type(prompt).__name__}"}],
+        )
+    return build_request(prompt, model=model, extra_body=merged_extra, **fields)
+
+
+def load_inputs(
+    path: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    extra_body: Mapping[str, Any] | None = None,
+    fmt: InputFormat | None = None,
+    stdin: TextIO | None = None,
+) -> list[ParsedInput]:
+    """Read and validate every input of ``path`` (``-`` for ``stdin``) into requests.
+
+    ``defaults`` are request fields for every input (a row's own values win; ``model`` defaults
+    to ``veo2``); ``extra_body`` is merged into every request body. Raises :class:`InputError`
+    listing every problem (file and line) when any input is unreadable or invalid: either all
+    inputs are good, or nothing is returned.
+    """
+    defaults = dict(defaults or {})
+    if path == "-":
+        source, base_dir = "<stdin>", Path.cwd()
+        stream = stdin
+        if stream is None:
+            import sys
+
+            stream = sys.stdin
+        try:
+            text = stream.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError([InputProblem(source, None, f"cannot read: {exc}")]) from None
+    else:
+        source, file = path, Path(path)
+        base_dir = file.parent
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise InputError([InputProblem(source, None, "no such file")]) from None
+        except IsADirectoryError:
+            raise InputError([InputProblem(source, None, "is a folder, not a file")]) from None
+        except UnicodeDecodeError as exc:
+            line = file.read_bytes()[: exc.start].count(b"\n") + 1
+            raise InputError(
+                [InputProblem(source, line, f"not UTF-8 text ({exc.reason})")]
+            ) from None
+        except OSError as exc:
+            raise InputError(
+                [InputProblem(source, None, f"cannot read: {exc.strerror or exc}")]
+            ) from None
+    fmt = fmt or detect_format(path if path != "-" else "", text)
+    records, problems = read_records(source, text, fmt)
+    parsed: list[ParsedInput] = []
+    for record in records:
+        try:
+            request = _build(record, defaults, extra_body, base_dir)
+        except RequestValidationError as exc:
+            problems.append(InputProblem(source, record.line, _describe(exc)))
+            continue
+        except ValueError as exc:
+            problems.append(InputProblem(source, record.line, str(exc)))
+            continue
+        parsed.append(ParsedInput(record.line, request))
+    if not parsed and not problems:
+        problems.append(InputProblem(source, None, "no inputs (the file has no prompts)"))
+    if problems:
+        problems.sort(key=lambda p: p.line or 0)
+        raise InputError(problems)
+    return parsed
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def request_fingerprint(inputs: Sequence[ParsedInput]) -> str:
+    """A SHA-256 over every input's line number and request body (detects a changed file)."""
+    digest = hashlib.sha256()
+    for item in inputs:
+        digest.update(json.dumps([item.line, item.request.to_body()], sort_keys=True).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def body_hash(request: VideoRequest) -> str:
+    """SHA-256 of a request's JSON body (canonical form)."""
+    return hashlib.sha256(json.dumps(request.to_body(), sort_keys=True).encode()).hexdigest()
+
+
+def redact_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a request body with long data URIs shortened, for logs and manifests."""
+
+    def short(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("data:") and len(value) > 120:
+            head = value.split(",", 1)[0]
+            digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+            return f"{head},...({len(value)} chars, sha256 {digest})"
+        if isinstance(value, list):
+            return [short(v) for v in value]
+        if isinstance(value, dict):
+            return {k: short(v) for k, v in value.items()}
+        return value
+
+    return {k: short(v) for k, v in body.items()}
