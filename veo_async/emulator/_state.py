@@ -796,8 +796,8 @@ class Emulator:
         capacity = self._burst()
         tokens = min(capacity, state.tokens + max(0.0, now - state.refilled_at) * rate)
         state.refilled_at = now
-        if tokens >= 1.0:
-            state.tokens = tokens - 1.0
+        if tokens >= 1.0 - 1e-6:  # tolerate float rounding of epoch timestamps
+            state.tokens = max(0.0, tokens - 1.0)
             return None
         state.tokens = tokens
         return (1.0 - tokens) / rate
@@ -805,8 +805,9 @@ class Emulator:
     def _retry_after_text(self, wall_seconds: float) -> str:
         if self._config.time_scale >= 1.0:
             return str(max(1, math.ceil(wall_seconds - 1e-9)))
-        text = f"{max(wall_seconds, 0.001):.3f}".rstrip("0").rstrip(".")
-        return text
+        # Round up to the millisecond so a client that waits exactly this long gets a token.
+        millis = max(1, math.ceil(wall_seconds * 1000.0 - 1e-6))
+        return f"{millis / 1000.0:.3f}".rstrip("0").rstrip(".")
 
     def _decide(
         self,
@@ -920,7 +921,11 @@ class Emulator:
             if job.outcome != "no_url":
                 base = (self._config.video_base_url or base_url).rstrip("/")
                 video = {"url": f"{base}{CDN_PREFIX}{job.id}.mp4"}
-            meta = {"usage": {"credits_used": job.credits}}
+            usage: dict[str, Any] = {"credits_used": job.credits}
+            if job.path == VENDOR_PATH:
+                # The vendor path's (older) schema names the same number ``tokens_used``.
+                usage["tokens_used"] = job.credits
+            meta = {"usage": usage}
         elif status == "error":
             name, message = _JOB_ERRORS[job.error_index]
             error = {"name": name, "message": message}
