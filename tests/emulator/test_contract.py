@@ -18,7 +18,7 @@ from tests.emulator._helpers import (
     response_schema,
     vendor_response_schema,
 )
-from veo_async.emulator import EmulatorConfig, create_app
+from veo_async.emulator import EmulatorConfig, FaultConfig, create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ def assert_error(response: httpx.Response, status: int) -> dict[str, Any]:
     """Check the documented error body and the request-id header; return the body."""
     assert response.status_code == status
     body: dict[str, Any] = response.json()
-    assert ERROR_KEYS <= body.keys()
+    assert body.keys() >= ERROR_KEYS
     assert body["statusCode"] == status
     assert body["path"] == response.request.url.path
     assert body["requestId"] == response.headers["x-request-id"]
@@ -194,7 +194,7 @@ async def test_poll_lifecycle_and_shapes(client: httpx.AsyncClient, clock: FakeC
 
 async def test_failed_generation_has_error_object(clock: FakeClock) -> None:
     """A generation that fails ends in status error with an {name, message} object."""
-    app = create_app(EmulatorConfig(faults={"job_error": 1.0}), clock=clock)
+    app = create_app(EmulatorConfig(faults=FaultConfig(job_error=1.0)), clock=clock)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://emu.test", headers=AUTH
     ) as c:

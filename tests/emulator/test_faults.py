@@ -17,7 +17,6 @@ from veo_async.emulator import (
     Emulator,
     EmulatorConfig,
     EmulatorServer,
-    create_app,
 )
 
 AUTH = {"Authorization": "Bearer k"}
@@ -227,9 +226,13 @@ def test_truncated_download_over_sockets(emulator_server: EmulatorServer) -> Non
         assert response.status_code == 200
         full = int(response.headers["content-length"])
         received = bytearray()
-        with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
+
+        def read_all() -> None:
             for chunk in response.iter_bytes():
-                received += chunk
+                received.extend(chunk)
+
+        with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
+            read_all()
     assert 0 < len(received) < full
 
 

@@ -291,6 +291,7 @@ class EmulatorProcess:
         self.process: subprocess.Popen[str] | None = None
         self._base_url: str | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader: threading.Thread | None = None
         self.output: list[str] = []
         """Every stdout line of the subprocess so far."""
 
@@ -335,7 +336,9 @@ class EmulatorProcess:
             env=self._environment(),
         )
         self.process = process
-        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader = reader
+        reader.start()
         deadline = time.monotonic() + self.startup_timeout
         while self._base_url is None:
             remaining = deadline - time.monotonic()
@@ -347,8 +350,7 @@ class EmulatorProcess:
             except queue.Empty:
                 continue
             if line is None:
-                code = process.wait()
-                self.process = None
+                code = self.stop()
                 raise RuntimeError(f"the emulator process exited with status {code}")
             self.output.append(line)
             match = _URL_LINE.search(line)
@@ -368,7 +370,13 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+            self._reader = None
+        if process.stdout is not None:
+            process.stdout.close()
         self.process = None
+        self._base_url = None
         return process.returncode
 
     def __enter__(self) -> EmulatorProcess:
