@@ -1,0 +1,185 @@
+"""``VeoClient``: the same operations without ``await``, for scripts and notebooks.
+
+It is not a second implementation: it runs an :class:`AsyncVeoClient` on an event loop in a
+background thread (an anyio blocking portal) and calls into it. Because that loop lives in its
+own thread, the facade also works where an event loop is already running in the calling thread,
+such as a Jupyter notebook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._client import AsyncVeoClient
+from ._download import DownloadedVideo
+from ._engine import Batch, BatchCounts, BatchInput, BatchItem, BatchResult, PendingJob
+from ._models import Generation, VideoRequest
+
+__all__ = ["SyncBatch", "VeoClient"]
+
+_T = TypeVar("_T")
+
+
+class VeoClient:
+    """Blocking client: ``with VeoClient() as client: client.generate(prompt=...)``.
+
+    Takes the same arguments as :class:`AsyncVeoClient`, plus ``backend`` (``"asyncio"`` or
+    ``"trio"``) for the background event loop. Close it (or use ``with``) to stop the thread.
+    """
+
+    def __init__(self, api_key: str | None = None, *, backend: str = "asyncio", **options: Any):
+        self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] = start_blocking_portal(
+            backend
+        )
+        self._portal = self._portal_cm.__enter__()
+        try:
+            self._client = AsyncVeoClient(api_key, **options)
+            self._portal.call(self._client.__aenter__)
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"VeoClient({self._client!r})"
+
+    @property
+    def async_client(self) -> AsyncVeoClient:
+        """The :class:`AsyncVeoClient` doing the work."""
+        return self._client
+
+    def _call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise RuntimeError("this VeoClient is closed")
+        return self._portal.call(functools.partial(func, *args, **kwargs))
+
+    def close(self) -> None:
+        """Close the HTTP client and stop the background event loop."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._portal.call(self._client.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def __enter__(self) -> VeoClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def submit(self, request: VideoRequest | None = None, /, **kwargs: Any) -> Generation:
+        """Create a generation (see :meth:`AsyncVeoClient.submit`)."""
+        result: Generation = self._call(self._client.submit, request, **kwargs)
+        return result
+
+    def get(self, generation_id: str) -> Generation:
+        """Poll once (see :meth:`AsyncVeoClient.get`)."""
+        result: Generation = self._call(self._client.get, generation_id)
+        return result
+
+    def wait(self, generation: str | Generation, **kwargs: Any) -> Generation:
+        """Poll until done (see :meth:`AsyncVeoClient.wait`)."""
+        result: Generation = self._call(self._client.wait, generation, **kwargs)
+        return result
+
+    def generate(self, request: VideoRequest | None = None, /, **kwargs: Any) -> Generation:
+        """Submit and wait (see :meth:`AsyncVeoClient.generate`)."""
+        result: Generation = self._call(self._client.generate, request, **kwargs)
+        return result
+
+    def download(
+        self, source: Generation | str, path: str | os.PathLike[str], **kwargs: Any
+    ) -> DownloadedVideo:
+        """Download a video (see :meth:`AsyncVeoClient.download`)."""
+        result: DownloadedVideo = self._call(self._client.download, source, path, **kwargs)
+        return result
+
+    def batch(self, inputs: Iterable[BatchInput], **options: Any) -> SyncBatch:
+        """Run a batch; iterate the result for :class:`BatchResult` in completion order.
+
+        ``for result in client.batch(prompts): ...`` works; use ``with client.batch(...) as b``
+        to read ``b.pending()`` after stopping early.
+        """
+        return SyncBatch(self, lambda: self._client.batch(inputs, **options))
+
+    def as_completed(self, generation_ids: Iterable[str], **options: Any) -> SyncBatch:
+        """Track existing ids; iterate for results as each finishes."""
+        items = [BatchItem(generation_id=g) for g in generation_ids]
+        return SyncBatch(self, lambda: self._client.batch(items, **options))
+
+
+class SyncBatch:
+    """A blocking view of :class:`~veo_async.Batch`: a context manager and an iterator."""
+
+    def __init__(self, owner: VeoClient, factory: Callable[[], Batch]) -> None:
+        self._owner = owner
+        self._factory = factory
+        self._batch: Batch | None = None
+        self._cm: contextlib.AbstractContextManager[Batch] | None = None
+
+    def __enter__(self) -> SyncBatch:
+        if self._cm is not None:
+            raise RuntimeError("this batch was already started")
+        batch = self._owner._call(self._factory_in_loop)
+        self._cm = self._owner._portal.wrap_async_context_manager(batch)
+        self._batch = self._cm.__enter__()
+        return self
+
+    async def _factory_in_loop(self) -> Batch:
+        return self._factory()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._cm is not None
+        return self._cm.__exit__(exc_type, exc, tb)
+
+    def __iter__(self) -> Iterator[BatchResult]:
+        if self._cm is None:
+            with self:
+                yield from self._results()
+        else:
+            yield from self._results()
+
+    def _results(self) -> Iterator[BatchResult]:
+        assert self._batch is not None
+        batch = self._batch
+        while True:
+            try:
+                result: BatchResult = self._owner._portal.call(batch.__anext__)
+            except StopAsyncIteration:
+                return
+            yield result
+
+    @property
+    def counts(self) -> BatchCounts:
+        """Live counters of the underlying batch."""
+        assert self._batch is not None, "the batch has not started"
+        return self._batch.counts
+
+    def pending(self) -> list[PendingJob]:
+        """Submitted-but-unfinished jobs (see :meth:`Batch.pending`)."""
+        assert self._batch is not None, "the batch has not started"
+        return self._batch.pending()
+
+    def unsubmitted(self) -> list[tuple[int, BatchItem]]:
+        """Inputs never submitted (see :meth:`Batch.unsubmitted`)."""
+        assert self._batch is not None, "the batch has not started"
+        return self._batch.unsubmitted()
