@@ -182,6 +182,7 @@ async def test_poll_lifecycle_and_shapes(client: httpx.AsyncClient, clock: FakeC
             p = await client.get(path, params={"generation_id": gid}, headers=AUTH)
             assert p.status_code == 200
             jsonschema.validate(p.json(), GENERATION)
+            jsonschema.validate(p.json(), vendor_response_schema())
             seen.append(p.json()["status"])
         clock.advance(5.0)
     assert seen[0] == "queued" and "generating" in seen and seen[-1] == "completed"

@@ -322,6 +322,9 @@ class SchemaRegistry:
             ]
         models = self.models(path)
         model = body.get("model")
+        spec = models.get(model) if isinstance(model, str) else None
+        if spec is not None:
+            return spec, validate_value(spec.schema, body)
         names: Sequence[str] = sorted(models)
         expected = " | ".join(_literal(name) for name in names)
         if "model" not in body:
@@ -334,18 +337,13 @@ class SchemaRegistry:
                     message="Required",
                 )
             ]
-        spec = models.get(model) if isinstance(model, str) else None
-        if spec is None:
-            received = _literal(model)
-            return None, [
-                FieldError(
-                    code="invalid_union_discriminator",
-                    path=["model"],
-                    expected=expected,
-                    received=received,
-                    message=(
-                        f"Invalid discriminator value. Expected {expected}, received {received}"
-                    ),
-                )
-            ]
-        return spec, validate_value(spec.schema, body)
+        received = _literal(model)
+        return None, [
+            FieldError(
+                code="invalid_union_discriminator",
+                path=["model"],
+                expected=expected,
+                received=received,
+                message=f"Invalid discriminator value. Expected {expected}, received {received}",
+            )
+        ]
