@@ -1,0 +1,441 @@
+"""The click command tree of ``veo-async``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from .._exceptions import ConfigurationError, RequestValidationError, VeoError
+from .._inputs import MEDIA_FIELDS, media_to_data_uri, parse_field_assignment
+from .._models import MODEL_REQUESTS, VideoRequest, build_request
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    common_options,
+    configure_logging,
+    echo_err,
+    settings_from,
+)
+
+__all__ = ["cli", "run"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Request flags shared by ``generate`` and ``batch`` (as defaults there): (flag name, field).
+_REQUEST_FLAGS = (
+    ("duration", "duration"),
+    ("aspect_ratio", "aspect_ratio"),
+    ("seed", "seed"),
+    ("negative_prompt", "negative_prompt"),
+    ("enhance_prompt", "enhance_prompt"),
+    ("image", "image_url"),
+    ("tail_image", "tail_image_url"),
+    ("last_image", "last_image_url"),
+    ("resolution", "resolution"),
+    ("generate_audio", "generate_audio"),
+)
+
+
+def request_options(func: _F) -> _F:
+    """Add the request-field flags (model, duration, ..., --field KEY=VALUE)."""
+    options = [
+        click.option(
+            "-m",
+            "--model",
+            metavar="MODEL",
+            help="Model id (default veo2, or veo2/image-to-video with --image); "
+            "see `veo-async models`.",
+        ),
+        click.option(
+            "--duration", type=int, help="Clip length in seconds (veo2: 5-8; veo3: 4/6/8)."
+        ),
+        click.option("--aspect-ratio", metavar="RATIO", help="16:9 or 9:16."),
+        click.option("--seed", type=int, help="Seed for similar results across runs."),
+        click.option("--negative-prompt", metavar="TEXT", help="What to avoid in the video."),
+        click.option(
+            "--enhance-prompt/--no-enhance-prompt",
+            default=None,
+            help="Let the service rewrite the prompt (server default: on).",
+        ),
+        click.option(
+            "--image",
+            metavar="URL|FILE",
+            help="First frame for image-to-video: a URL or a local file (sent as a data URI).",
+        ),
+        click.option("--tail-image", metavar="URL|FILE", help="Last frame (veo2/image-to-video)."),
+        click.option(
+            "--last-image", metavar="URL|FILE", help="Last frame (Veo 3.1 first/last frame)."
+        ),
+        click.option("--resolution", metavar="RES", help="720p/1080p (Veo 3.x; see the model)."),
+        click.option(
+            "--generate-audio/--no-generate-audio",
+            default=None,
+            help="Generate an audio track (Veo 3.x; server default: on).",
+        ),
+        click.option(
+            "--field",
+            "fields",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Any other body field, sent as-is (VALUE parsed as JSON when it is JSON). "
+            "Repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def request_fields(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """Pop the request flags: ``(model, fields, extra_body)`` (media paths still unresolved)."""
+    model = kwargs.pop("model")
+    fields: dict[str, Any] = {}
+    for flag, name in _REQUEST_FLAGS:
+        value = kwargs.pop(flag)
+        if value is not None:
+            fields[name] = value
+    extra: dict[str, Any] = {}
+    for text in kwargs.pop("fields"):
+        try:
+            key, value = parse_field_assignment(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--field") from None
+        extra[key] = value
+    if model is None and "image_url" in fields:
+        model = "veo2/image-to-video"
+    return model, fields, extra
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    lines = []
+    for err in exc.errors:
+        text = f"  {err.get('field')}: {err.get('message')}"
+        if "received" in err:
+            text += f" (got {err['received']!r})"
+        allowed = err.get("allowed")
+        if allowed and err.get("field") != "model":
+            text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
+        lines.append(text)
+    if not lines:
+        return exc.message
+    return "invalid request:\n" + "\n".join(lines)
+
+
+def _flag_for(field: str) -> str:
+    for flag, name in _REQUEST_FLAGS:
+        if name == field:
+            return "--" + flag.replace("_", "-")
+    return field
+
+
+def _refuse_existing(output: Path | None, overwrite: bool) -> None:
+    """Fail before spending anything when the output file exists (and may not be replaced)."""
+    if output is not None and not overwrite and output.exists() and not output.is_dir():
+        echo_err(f"error: {output} exists; pass --overwrite to replace it (nothing was sent)")
+        sys.exit(EXIT_USAGE)
+
+
+def _execute(job: Callable[[], Awaitable[int]], hint: Any = None) -> None:
+    """Run ``job`` on asyncio and exit with its code; print errors without tracebacks."""
+    try:
+        code = anyio.run(job, backend="asyncio")
+    except CliError as exc:
+        echo_err(f"error: {exc.message}")
+        code = exc.code
+    except ConfigurationError as exc:
+        echo_err(f"error: {exc}")
+        code = EXIT_USAGE
+    except RequestValidationError as exc:
+        echo_err(f"error: {_describe_validation(exc)}")
+        code = EXIT_USAGE
+    except VeoError as exc:
+        from ._single import describe_error
+
+        echo_err(f"error: {describe_error(exc)}")
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        echo_err("")
+        echo_err(hint.message() if hint is not None else "Interrupted.")
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="veo-async", prog_name="veo-async")
+def cli() -> None:
+    """Generate videos with Google Veo on the AI/ML API, one at a time or in crash-safe batches.
+
+    The API key is read from the AIMLAPI_KEY environment variable (or --api-key-file); add
+    --emulate to any command to try it against a local emulator with no key and no cost.
+    """
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Where to save the MP4 (a file or a folder; default: <prompt>-<id>.mp4 here).",
+)
+@request_options
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1000.0,
+    show_default=True,
+    help="Seconds to wait for the generation.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+@common_options
+def generate(prompt: str, **kwargs: Any) -> None:
+    """Generate one video from PROMPT, show its progress, and download it.
+
+    \b
+    Example:
+        veo-async generate "a red fox running through snow" -o fox.mp4 --duration 6
+    """
+    settings = settings_from(kwargs)
+    configure_logging(settings.verbose)
+    model, fields, extra = request_fields(kwargs)
+    for name in MEDIA_FIELDS & fields.keys():
+        try:
+            fields[name] = media_to_data_uri(fields[name], Path.cwd(), field=name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=_flag_for(name)) from None
+    try:
+        request: VideoRequest = build_request(
+            prompt, model=model or "veo2", extra_body=extra or None, **fields
+        )
+    except RequestValidationError as exc:
+        echo_err(f"error: {_describe_validation(exc)}")
+        sys.exit(EXIT_USAGE)
+    _refuse_existing(kwargs["output"], kwargs["overwrite"])
+    from ._single import InterruptHint, run_generate
+
+    hint = InterruptHint()
+    _execute(
+        lambda: run_generate(
+            settings,
+            request,
+            output=kwargs["output"],
+            overwrite=kwargs["overwrite"],
+            timeout=kwargs["timeout"],
+            hint=hint,
+        ),
+        hint,
+    )
+
+
+@cli.command()
+@click.argument("prompts", metavar="PROMPTS")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the videos, manifest.jsonl and the resume journal.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["txt", "jsonl", "csv"]),
+    help="Input format (default: from the file suffix; for stdin, guessed).",
+)
+@request_options
+@click.option(
+    "-c",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="API requests in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.0, min_open=True),
+    help="Maximum API requests per second (creates and polls together).",
+)
+@click.option(
+    "--download-concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Videos downloaded at once.",
+)
+@click.option(
+    "--job-timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1000.0,
+    show_default=True,
+    help="Seconds to wait for each generation (a rerun resumes the ones still running).",
+)
+@click.option(
+    "--max-generations",
+    type=click.IntRange(min=0),
+    help="Stop submitting after this many new generations (a cost guard).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Resume even though the input file or the server changed since the journal was made.",
+)
+@click.option(
+    "--resubmit-uncertain",
+    is_flag=True,
+    help="Submit again the inputs whose create outcome is unknown (may pay twice).",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Submit again the inputs whose generation failed (pays again).",
+)
+@click.option("--dry-run", is_flag=True, help="Validate the inputs and stop; nothing is sent.")
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress lines when stderr is not a terminal.",
+)
+@common_options
+def batch(prompts: str, **kwargs: Any) -> None:
+    """Generate a video for every input in PROMPTS into a folder; safe to interrupt and rerun.
+
+    PROMPTS is a .txt file (one prompt a line; blank lines and # comments skipped), a .jsonl
+    or .csv file (one request a row; any request field as a key or column), or - for stdin.
+    The flags set default request fields; a row's own values win.
+
+    Videos are downloaded as they complete, with manifest.jsonl describing every input. A
+    journal in the folder makes reruns resume: known generations are polled again, missing
+    downloads fetched, and nothing is submitted twice. Ctrl-C stops submitting and exits
+    cleanly (press it again to quit at once).
+
+    \b
+    Example:
+        veo-async batch examples/prompts.txt --out out/demo --emulate
+    """
+    settings = settings_from(kwargs)
+    configure_logging(settings.verbose)
+    model, fields, extra = request_fields(kwargs)
+    from ._batch import BatchOptions, run_batch_command
+
+    options = BatchOptions(
+        prompts=prompts,
+        out=kwargs["out"],
+        fmt=kwargs["fmt"],
+        model=model,
+        defaults=fields,
+        extra_body=extra,
+        concurrency=kwargs["concurrency"],
+        rate=kwargs["rate"],
+        download_concurrency=kwargs["download_concurrency"],
+        job_timeout=kwargs["job_timeout"],
+        max_generations=kwargs["max_generations"],
+        force=kwargs["force"],
+        resubmit_uncertain=kwargs["resubmit_uncertain"],
+        retry_failed=kwargs["retry_failed"],
+        dry_run=kwargs["dry_run"],
+        progress_interval=kwargs["progress_interval"],
+        argv=list(_ARGV),
+    )
+    _execute(lambda: run_batch_command(settings, options))
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@common_options
+def status(ids: Sequence[str], **kwargs: Any) -> None:
+    """Show the status of one or more generations."""
+    settings = settings_from(kwargs)
+    configure_logging(settings.verbose)
+    from ._single import run_status
+
+    _execute(lambda: run_status(settings, ids))
+
+
+@cli.command()
+@click.argument("generation_id", metavar="ID")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Where to save the MP4 (a file or a folder; default: <id>.mp4 here).",
+)
+@click.option("--wait", is_flag=True, help="Wait for the generation if it is still running.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=1000.0,
+    show_default=True,
+    help="Seconds to wait with --wait.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace the output file if it exists.")
+@common_options
+def download(generation_id: str, **kwargs: Any) -> None:
+    """Download the video of generation ID."""
+    settings = settings_from(kwargs)
+    configure_logging(settings.verbose)
+    _refuse_existing(kwargs["output"], kwargs["overwrite"])
+    from ._single import run_download
+
+    _execute(
+        lambda: run_download(
+            settings,
+            generation_id,
+            output=kwargs["output"],
+            overwrite=kwargs["overwrite"],
+            wait=kwargs["wait"],
+            timeout=kwargs["timeout"],
+        ),
+    )
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def emulator(args: Sequence[str]) -> None:
+    """Run the local API emulator server (all options: veo-async emulator --help)."""
+    try:
+        from ..emulator import main as emulator_main
+    except ImportError:
+        echo_err("error: the emulator needs its extra: pip install 'veo-async[emulator]'")
+        sys.exit(EXIT_USAGE)
+    sys.exit(emulator_main(list(args)))
+
+
+@cli.command()
+@common_options
+def models(**kwargs: Any) -> None:
+    """List the model ids the SDK validates requests for, with their fields."""
+    settings = settings_from(kwargs)
+    table = []
+    for model_id, cls in sorted(MODEL_REQUESTS.items()):
+        fields = [n for n in cls.model_fields if n not in {"model", "prompt", "extra_body"}]
+        table.append({"model": model_id, "request_class": cls.__name__, "fields": fields})
+    if settings.json_output:
+        from ._common import echo_json
+
+        echo_json(table)
+        return
+    for row in table:
+        click.echo(f"{row['model']:<48} {', '.join(row['fields'])}")
+
+
+_ARGV: list[str] = []
+
+
+def run(argv: list[str]) -> None:
+    """Run the command line with ``argv`` (exits)."""
+    _ARGV[:] = argv
+    cli.main(args=argv, prog_name="veo-async")

@@ -1,0 +1,768 @@
+"""``veo-async batch``: many inputs, bounded, journaled, resumable, downloaded as they finish.
+
+The flow of one run::
+
+    read + validate every input (nothing sent if any is bad)
+      -> open the journal in --out, check it belongs to these inputs, recover a crashed run
+      -> plan: poll known ids again, download missing files, submit never-submitted inputs
+      -> Batch (engine) ──results──▶ journal (observer) ──ok──▶ download workers ──▶ journal
+      -> summary + manifest.jsonl (rewritten from the journal)
+
+The engine's observer hooks write the journal: the intent before each create, the id after
+it, each result. Signals: the first SIGINT/SIGTERM stops submitting, waits until the creates
+already in flight have their ids recorded, then cancels the rest (polls and downloads resume
+next run); a second one cancels at once. Either way every journal write is a transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import shlex
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .._client import AsyncVeoClient
+from .._download import safe_filename
+from .._engine import BatchCounts, BatchItem, BatchResult, JobEvent, NullObserver
+from .._exceptions import (
+    CreateOutcomeUnknownError,
+    GenerationFailedError,
+    NotFoundError,
+    VeoError,
+)
+from .._inputs import (
+    MEDIA_FIELDS,
+    InputError,
+    ParsedInput,
+    body_hash,
+    load_inputs,
+    media_to_data_uri,
+    redact_body,
+    request_fingerprint,
+)
+from .._journal import Journal, JournalError, JournalRow, JournalState, write_manifest
+from .._models import Generation, VideoRequest
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Settings,
+    echo_err,
+    echo_json,
+    open_client,
+    stderr_is_tty,
+)
+
+__all__ = ["BatchOptions", "run_batch_command", "video_filename"]
+
+MANIFEST_NAME = "manifest.jsonl"
+_T = TypeVar("_T")
+
+
+@dataclass
+class BatchOptions:
+    """Everything the ``batch`` command was asked to do."""
+
+    prompts: str
+    out: Path
+    fmt: Any = None
+    model: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 16
+    rate: float | None = None
+    download_concurrency: int = 4
+    job_timeout: float | None = 1000.0
+    max_generations: int | None = None
+    force: bool = False
+    resubmit_uncertain: bool = False
+    retry_failed: bool = False
+    dry_run: bool = False
+    progress_interval: float = 10.0
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        """The input's display name."""
+        return "<stdin>" if self.prompts == "-" else self.prompts
+
+    def resume_command(self) -> str:
+        """The command to run again to resume this batch."""
+        if self.argv:
+            return shlex.join(["veo-async", *self.argv])
+        return f"veo-async batch {shlex.quote(self.prompts)} --out {shlex.quote(str(self.out))}"
+
+
+def video_filename(line: int, prompt: str, generation_id: str) -> str:
+    """``0007-a-red-fox-in-snow-1a2b3c4d.mp4``: line, prompt words, short id; safe and unique."""
+    slug = safe_filename(prompt.lower(), suffix="", max_length=48)
+    short = safe_filename(generation_id, suffix="", max_length=8)
+    return f"{line:04d}-{slug}-{short}.mp4"
+
+
+def file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file, or ``None`` when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(functools.partial(fh.read, 1024 * 1024), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class Plan:
+    """What this run will do, decided from the inputs and the journal."""
+
+    inputs: list[ParsedInput]
+    submit: list[ParsedInput] = field(default_factory=list)
+    track: list[tuple[ParsedInput, str]] = field(default_factory=list)
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _prepare(
+    journal: Journal,
+    inputs: list[ParsedInput],
+    settings: Settings,
+    options: BatchOptions,
+) -> Plan:
+    """Check the journal against the inputs, recover a crashed run, and plan this run."""
+    plan = Plan(inputs=inputs)
+    fingerprint = request_fingerprint(inputs)
+    stored = journal.get_meta("fingerprint")
+    plan.resumed = stored is not None
+    if stored is not None and stored != fingerprint:
+        source = journal.get_meta("source") or "another file"
+        if not options.force:
+            raise CliError(
+                f"{options.out} already holds a batch made from different inputs "
+                f"(from {source}; {len(journal.rows())} inputs). Resuming it with "
+                f"{options.source} could mix them up. Use another --out folder, or pass "
+                "--force to continue with the new inputs (inputs already submitted keep "
+                "their generations; new or changed never-submitted lines are submitted)."
+            )
+        plan.notes.append(f"the inputs changed since the journal was made ({source}); --force")
+    target = settings.target
+    stored_target = journal.get_meta("target")
+    if stored_target is not None and stored_target != target:
+        open_ids = [
+            r
+            for r in journal.rows()
+            if r.generation_id and r.state in (JournalState.SUBMITTED, JournalState.COMPLETED)
+        ]
+        if open_ids and not options.force and stored_target != "emulate":
+            raise CliError(
+                f"the generations in {options.out} were made on {stored_target}, but this run "
+                f"talks to {target}; their ids would not be found there. Run with the same "
+                "--base-url/--endpoint (or --emulate), or pass --force."
+            )
+    recovered = journal.recover_interrupted()
+    for line in recovered:
+        plan.notes.append(
+            f"{options.source}:{line}: the previous run stopped while its create request was "
+            "in flight; it may or may not have been created (uncertain, not resubmitted)"
+        )
+    changed = journal.add_inputs(
+        (item.line, redact_body(item.request.to_body()), body_hash(item.request)) for item in inputs
+    )
+    for line in changed:
+        plan.notes.append(
+            f"{options.source}:{line}: changed since it was submitted; kept the earlier "
+            "generation (use another --out folder to generate the new version)"
+        )
+    journal.set_meta("fingerprint", fingerprint)
+    journal.set_meta("source", options.source)
+    journal.set_meta("target", target)
+    if plan.resumed and (stored_target or target) == "emulate":
+        # An in-process emulator dies with its process: ids from an earlier run cannot be
+        # polled again. Emulated generations cost nothing, so make them again.
+        for row in journal.rows():
+            if row.state in (
+                JournalState.SUBMITTED,
+                JournalState.COMPLETED,
+                JournalState.UNCERTAIN,
+            ):
+                journal.reset_for_resubmit(
+                    row.line, "the emulator of an earlier run is gone; resubmitting (free)"
+                )
+    for row in journal.rows():
+        if row.state is not JournalState.DOWNLOADED:
+            continue
+        problem = _check_file(journal.folder, row)
+        if problem is not None:
+            journal.record_file_lost(row.line, problem)
+            plan.notes.append(f"{options.source}:{row.line}: {problem}; downloading it again")
+    wanted = {item.line for item in inputs}
+    for row in journal.rows():
+        if row.line not in wanted:
+            continue
+        if options.resubmit_uncertain and row.state is JournalState.UNCERTAIN:
+            journal.reset_for_resubmit(row.line, "--resubmit-uncertain")
+        elif options.retry_failed and row.state is JournalState.FAILED:
+            journal.reset_for_resubmit(row.line, "--retry-failed")
+    rows = {row.line: row for row in journal.rows()}
+    for item in inputs:
+        row = rows[item.line]
+        if row.state in (JournalState.PENDING, JournalState.REFUSED):
+            plan.submit.append(item)
+        elif row.state in (JournalState.SUBMITTED, JournalState.COMPLETED):
+            assert row.generation_id is not None
+            plan.track.append((item, row.generation_id))
+    return plan
+
+
+def _check_file(folder: Path, row: JournalRow) -> str | None:
+    if not row.file:
+        return "the journal has no file name for this download"
+    path = folder / row.file
+    if not path.is_file():
+        return f"{row.file} is missing"
+    if row.size is not None and path.stat().st_size != row.size:
+        return f"{row.file} has the wrong size"
+    if file_sha256(path) != row.sha256:
+        return f"{row.file} does not match its recorded SHA-256"
+    return None
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class _Download:
+    line: int
+    request: VideoRequest | None
+    generation: Generation
+
+
+@dataclass
+class RunStats:
+    """What happened in this run."""
+
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    downloaded: int = 0
+    download_failed: int = 0
+    interrupted: bool = False
+    hard_stop: bool = False
+    stop_reason: str | None = None
+    counts: BatchCounts = field(default_factory=BatchCounts)
+
+
+class StopControl:
+    """First signal: stop submitting, let in-flight creates be recorded, then cancel."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.hard = False
+        self.work_scope: anyio.CancelScope | None = None
+        self.in_flight: set[int] = set()
+        self._drained: anyio.Event | None = None
+
+    def done(self, index: int) -> None:
+        """The create of input ``index`` is recorded (or will never be sent)."""
+        self.in_flight.discard(index)
+        if not self.in_flight and self._drained is not None:
+            self._drained.set()
+
+    async def wait_drained(self) -> None:
+        """Wait until no create is in flight."""
+        while self.in_flight:
+            self._drained = anyio.Event()
+            await self._drained.wait()
+
+    def cancel_work(self) -> None:
+        """Cancel the batch and the downloads."""
+        if self.work_scope is not None:
+            self.work_scope.cancel()
+
+
+class JournalObserver(NullObserver):
+    """Writes the journal from the engine's hooks and feeds the progress display."""
+
+    def __init__(self, journal: Journal, stop: StopControl, stats: RunStats) -> None:
+        self.journal = journal
+        self.stop = stop
+        self.stats = stats
+        self.limiter = anyio.CapacityLimiter(1)
+        self.on_change: Callable[[], None] = lambda: None
+
+    async def _call(self, func: Callable[..., _T], *args: Any) -> _T:
+        return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self.limiter)
+
+    async def before_submit(self, index: int, item: BatchItem, request: VideoRequest) -> None:
+        """Record the intent (committed, fsynced) before the create is sent."""
+        if self.stop.requested:
+            await anyio.sleep_forever()  # stopping: this input stays pending (never sent)
+        line = _line(item.key)
+        self.stop.in_flight.add(index)
+        try:
+            await self._call(self.journal.record_intent, line)
+        except BaseException:
+            self.stop.done(index)
+            raise
+
+    async def after_submit(self, index: int, item: BatchItem, generation: Generation) -> None:
+        """Record the generation id as soon as the create returns."""
+        try:
+            await self._call(
+                self.journal.record_submitted,
+                _line(item.key),
+                generation.id,
+                str(generation.status),
+            )
+            self.stats.submitted += 1
+        finally:
+            self.stop.done(index)
+
+    async def on_result(self, result: BatchResult) -> None:
+        """Record how the input ended."""
+        try:
+            await self._call(_record_result, self.journal, result)
+        finally:
+            self.stop.done(result.index)
+        if result.ok:
+            self.stats.completed += 1
+        else:
+            self.stats.failed += 1
+        self.on_change()
+
+    def on_event(self, index: int, event: JobEvent, generation: Generation | None) -> None:
+        """Nothing: progress comes from the counters."""
+
+    def on_progress(self, counts: BatchCounts) -> None:
+        """Keep the latest counters for the display."""
+        self.stats.counts = counts
+        self.on_change()
+
+
+def _line(key: object) -> int:
+    if not isinstance(key, int):
+        raise TypeError(f"batch item key must be the input line number, got {key!r}")
+    return key
+
+
+def _record_result(journal: Journal, result: BatchResult) -> None:
+    line = _line(result.key)
+    error = result.error
+    generation = result.generation
+    gid = result.generation_id or (generation.id if generation is not None else None)
+    if result.ok and generation is not None:
+        journal.record_finished(
+            line,
+            generation_id=generation.id,
+            status=str(generation.status),
+            video_url=generation.video_url,
+            credits=generation.credits_used,
+            error=None,
+        )
+    elif isinstance(error, CreateOutcomeUnknownError):
+        journal.record_uncertain(line, str(error))
+    elif gid is None:
+        journal.record_refused(line, str(error) if error is not None else "not submitted")
+    elif isinstance(error, GenerationFailedError) or (generation is not None and generation.failed):
+        failed = error.generation if isinstance(error, GenerationFailedError) else generation
+        assert failed is not None
+        journal.record_finished(
+            line,
+            generation_id=gid,
+            status=str(failed.status),
+            video_url=None,
+            credits=failed.credits_used,
+            error=failed.error_message or (str(error) if error else "completed without a video"),
+        )
+    elif isinstance(error, NotFoundError):
+        journal.record_finished(
+            line,
+            generation_id=gid,
+            status=None,
+            video_url=None,
+            credits=None,
+            error=f"the server does not know generation {gid}: {error}",
+        )
+    else:
+        journal.record_still_running(
+            line, gid, str(error) if error is not None else "did not finish in this run"
+        )
+
+
+class _Display:
+    """Progress on stderr: a rich bar on a terminal, plain periodic lines otherwise."""
+
+    def __init__(self, stats: RunStats, total: int, *, live: bool, interval: float) -> None:
+        self.stats = stats
+        self.total = total
+        self.live = live
+        self.interval = interval
+        self.started = time.monotonic()
+        self._progress: Any = None
+        self._task: Any = None
+        self._last_line: str | None = None
+
+    def _fields(self) -> str:
+        c, s = self.stats.counts, self.stats
+        text = (
+            f"submitted {c.submitted}, running {c.running}, done {c.done}, "
+            f"failed {c.failed}, downloaded {s.downloaded}"
+        )
+        if c.uncertain:
+            text += f", uncertain {c.uncertain}"
+        return text
+
+    def __enter__(self) -> _Display:
+        if self.live and self.total:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("batch"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[counts]}", markup=False),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True, highlight=False),
+                refresh_per_second=8,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("batch", total=self.total, counts=self._fields())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self.refresh()
+            self._progress.__exit__(None, None, None)
+            self._progress = None
+        else:
+            self.print_line(force=True)
+
+    def refresh(self) -> None:
+        """Update the bar from the latest counters."""
+        if self._progress is not None:
+            c = self.stats.counts
+            self._progress.update(self._task, completed=c.done + c.failed, counts=self._fields())
+
+    def print_line(self, *, force: bool = False) -> None:
+        """One plain progress line (when something changed, or ``force``)."""
+        if self._progress is not None or not self.total:
+            return
+        line = self._fields()
+        if force or line != self._last_line:
+            self._last_line = line
+            elapsed = time.monotonic() - self.started
+            c = self.stats.counts
+            finished = c.done + c.failed
+            echo_err(f"[{elapsed:7.1f}s] {finished}/{self.total} finished: {line}")
+
+    async def run(self) -> None:
+        """Refresh periodically until cancelled."""
+        while True:
+            if self._progress is not None:
+                await anyio.sleep(0.25)
+                self.refresh()
+            else:
+                await anyio.sleep(self.interval)
+                self.print_line()
+
+
+async def _watch_signals(stop: StopControl, tg: anyio.abc.TaskGroup, source: str) -> None:
+    try:
+        receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        with receiver as signals:
+            async for _ in signals:
+                if not stop.requested:
+                    stop.requested = True
+                    echo_err(
+                        "\nStopping: no new submissions; recording the requests in flight... "
+                        "(press Ctrl-C again to quit at once)"
+                    )
+                    tg.start_soon(_drain_then_cancel, stop)
+                else:
+                    stop.hard = True
+                    echo_err("\nStopping now.")
+                    stop.cancel_work()
+    except NotImplementedError:  # pragma: no cover - platforms without signal support
+        return
+
+
+async def _drain_then_cancel(stop: StopControl) -> None:
+    with anyio.move_on_after(120):
+        await stop.wait_drained()
+    stop.cancel_work()
+
+
+async def _download_worker(
+    receive: MemoryObjectReceiveStream[_Download],
+    client: AsyncVeoClient,
+    journal: Journal,
+    observer: JournalObserver,
+    stats: RunStats,
+) -> None:
+    async with receive:
+        async for job in receive:
+            prompt = job.request.prompt if job.request is not None else "video"
+            name = video_filename(job.line, prompt, job.generation.id)
+            try:
+                # The name carries the line and the generation id, so a file already there is
+                # a download of this very video that the journal did not record (a crash
+                # between the rename and the commit): replacing it is safe.
+                video = await client.download(job.generation, journal.folder / name, overwrite=True)
+            except (VeoError, OSError) as exc:
+                stats.download_failed += 1
+                await observer._call(journal.record_download_failed, job.line, f"download: {exc}")
+            else:
+                stats.downloaded += 1
+                await observer._call(
+                    functools.partial(
+                        journal.record_downloaded,
+                        job.line,
+                        file=name,
+                        sha256=video.sha256,
+                        size=video.size,
+                    )
+                )
+            observer.on_change()
+
+
+async def _execute(
+    client: AsyncVeoClient,
+    journal: Journal,
+    plan: Plan,
+    options: BatchOptions,
+    stats: RunStats,
+) -> None:
+    stop = StopControl()
+    observer = JournalObserver(journal, stop, stats)
+    items: list[BatchItem] = [
+        BatchItem(request=item.request, generation_id=gid, key=item.line)
+        for item, gid in plan.track
+    ]
+    items += [BatchItem(request=item.request, key=item.line) for item in plan.submit]
+    display = _Display(stats, len(items), live=stderr_is_tty(), interval=options.progress_interval)
+    observer.on_change = display.refresh
+    send, receive = anyio.create_memory_object_stream[_Download](math.inf)
+    with display:
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(_watch_signals, stop, outer, options.source)
+            outer.start_soon(display.run)
+            with anyio.CancelScope() as work:
+                stop.work_scope = work
+                async with anyio.create_task_group() as tg:
+                    for _ in range(options.download_concurrency):
+                        tg.start_soon(
+                            _download_worker, receive.clone(), client, journal, observer, stats
+                        )
+                    receive.close()
+                    async with send:
+                        batch = client.batch(
+                            items,
+                            max_concurrency=options.concurrency,
+                            requests_per_second=options.rate,
+                            job_timeout=options.job_timeout,
+                            max_generations=options.max_generations,
+                            observer=observer,
+                        )
+                        async with batch:
+                            async for result in batch:
+                                if result.ok and result.generation is not None:
+                                    send.send_nowait(
+                                        _Download(
+                                            _line(result.key), result.request, result.generation
+                                        )
+                                    )
+                        stats.stop_reason = batch.stop_reason
+            outer.cancel_scope.cancel()
+    stats.interrupted = stop.requested
+    stats.hard_stop = stop.hard
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _summary(
+    journal: Journal, plan: Plan, options: BatchOptions, stats: RunStats
+) -> tuple[int, dict[str, Any], list[str]]:
+    wanted = {item.line for item in plan.inputs}
+    rows = [r for r in journal.rows() if r.line in wanted]
+    states = Counter(r.state.value for r in rows)
+    credits = sum(r.credits or 0 for r in rows)
+    problems: list[dict[str, Any]] = []
+    for row in rows:
+        if row.state is JournalState.DOWNLOADED:
+            continue
+        reason = {
+            JournalState.PENDING: "not submitted yet",
+            JournalState.SUBMITTING: "create in flight when the run stopped",
+            JournalState.SUBMITTED: "still generating; rerun to resume",
+            JournalState.COMPLETED: "completed but not downloaded yet; rerun to download",
+            JournalState.UNCERTAIN: "create outcome unknown (not resubmitted; "
+            "--resubmit-uncertain submits it again and may pay twice)",
+            JournalState.REFUSED: "the create was refused (nothing was charged)",
+            JournalState.FAILED: "the generation failed",
+        }[row.state]
+        problems.append(
+            {
+                "line": row.line,
+                "state": row.state.value,
+                "generation_id": row.generation_id,
+                "reason": reason,
+                "error": row.error,
+            }
+        )
+    if stats.interrupted or stats.hard_stop:
+        code = EXIT_INTERRUPTED
+    elif problems:
+        code = EXIT_FAILED
+    else:
+        code = EXIT_OK
+    doc: dict[str, Any] = {
+        "source": options.source,
+        "out": str(options.out),
+        "manifest": str(options.out / MANIFEST_NAME),
+        "inputs": len(rows),
+        "states": dict(sorted(states.items())),
+        "downloaded": states.get("downloaded", 0),
+        "credits": credits,
+        "this_run": {
+            "submitted": stats.submitted,
+            "completed": stats.completed,
+            "failed": stats.failed,
+            "downloaded": stats.downloaded,
+            "download_failed": stats.download_failed,
+        },
+        "resumed": plan.resumed,
+        "interrupted": stats.interrupted,
+        "stop_reason": stats.stop_reason,
+        "problems": problems,
+        "notes": plan.notes,
+        "exit_code": code,
+    }
+    lines = [
+        f"{len(rows)} inputs from {options.source} -> {options.out}: "
+        f"{states.get('downloaded', 0)} downloaded"
+        + "".join(f", {n} {s}" for s, n in sorted(states.items()) if s != "downloaded")
+        + (f"; {credits:g} credits" if credits else ""),
+        f"this run: submitted {stats.submitted}, completed {stats.completed}, failed "
+        f"{stats.failed}, downloaded {stats.downloaded}",
+    ]
+    if stats.stop_reason:
+        lines.append(f"submission stopped early: {stats.stop_reason}")
+    if problems:
+        lines.append("not done:")
+        for p in problems:
+            gid = f" [{p['generation_id']}]" if p["generation_id"] else ""
+            err = f": {p['error']}" if p["error"] and p["state"] != "pending" else ""
+            lines.append(f"  {options.source}:{p['line']}{gid} {p['reason']}{err}")
+    lines.append(f"manifest: {options.out / MANIFEST_NAME}")
+    if code == EXIT_INTERRUPTED:
+        lines.append(
+            f"Interrupted; the journal is consistent. Resume with:\n    {options.resume_command()}"
+        )
+    elif any(p["state"] in ("pending", "submitted", "completed") for p in problems):
+        lines.append(f"Rerun the same command to resume:\n    {options.resume_command()}")
+    return code, doc, lines
+
+
+async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
+    """The ``batch`` command: validate, plan against the journal, run, report."""
+    defaults: dict[str, Any] = dict(options.defaults)
+    for name in MEDIA_FIELDS & defaults.keys():
+        try:
+            defaults[name] = media_to_data_uri(defaults[name], Path.cwd(), field=name)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if options.model is not None:
+        defaults["model"] = options.model
+    try:
+        inputs = await anyio.to_thread.run_sync(
+            functools.partial(
+                load_inputs,
+                options.prompts,
+                defaults=defaults,
+                extra_body=options.extra_body or None,
+                fmt=options.fmt,
+            )
+        )
+    except InputError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if options.dry_run:
+        models = Counter(item.request.model for item in inputs)
+        if settings.json_output:
+            echo_json(
+                {
+                    "source": options.source,
+                    "inputs": len(inputs),
+                    "models": dict(models),
+                    "requests": [
+                        {"line": i.line, "request": redact_body(i.request.to_body())}
+                        for i in inputs
+                    ],
+                }
+            )
+        else:
+            per_model = ", ".join(f"{n} {m}" for m, n in sorted(models.items()))
+            echo_err(f"{len(inputs)} valid inputs in {options.source} ({per_model}); nothing sent")
+        return EXIT_OK
+    async with open_client(settings) as client:
+        try:
+            journal = await anyio.to_thread.run_sync(Journal.open, options.out)
+        except JournalError as exc:
+            raise CliError(str(exc)) from None
+        stats = RunStats()
+        try:
+            plan = await anyio.to_thread.run_sync(_prepare, journal, inputs, settings, options)
+            for note in plan.notes:
+                echo_err(f"note: {note}")
+            if plan.resumed:
+                echo_err(
+                    f"resuming the batch in {options.out}: {len(plan.track)} to poll again, "
+                    f"{len(plan.submit)} to submit"
+                )
+            try:
+                if plan.track or plan.submit:
+                    await _execute(client, journal, plan, options, stats)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    rows = await anyio.to_thread.run_sync(journal.rows)
+                    await anyio.to_thread.run_sync(
+                        write_manifest, options.out / MANIFEST_NAME, rows
+                    )
+            code, doc, lines = await anyio.to_thread.run_sync(
+                _summary, journal, plan, options, stats
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(journal.close)
+    if settings.json_output:
+        echo_json(doc)
+    for text in lines:
+        echo_err(text)
+    return code

@@ -1,0 +1,288 @@
+"""What every command shares: connection settings, the API key, the client, errors, output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .._client import ENDPOINTS, AsyncVeoClient, Endpoint
+from .._exceptions import ConfigurationError
+from .._polling import PollPolicy
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "ScaledPollPolicy",
+    "Settings",
+    "common_options",
+    "echo_err",
+    "echo_json",
+    "open_client",
+    "read_api_key",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: Default emulator speed for ``--emulate``: a 45 s Veo2 job takes about 0.9 s.
+DEFAULT_EMULATE_TIME_SCALE = 0.02
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class CliError(Exception):
+    """An error to print (without a traceback) before exiting with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class ScaledPollPolicy(PollPolicy):
+    """The adaptive poll policy for a server whose clock runs ``scale`` times real time.
+
+    An emulator with ``time_scale=0.02`` finishes a 45 s job in 0.9 s; polling it with the
+    real-time priors would wait 40 s for the first look. Every prior (``prior_seconds``) and
+    every interval is scaled; elapsed times are real already.
+    """
+
+    scale: float = 1.0
+    _nested: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.interval *= self.scale
+        self.min_interval = max(0.01, self.min_interval * self.scale)
+        self.max_interval = max(self.min_interval, self.max_interval * self.scale)
+        self.queued_grace *= self.scale
+        super().__post_init__()
+
+    def _prior(self, prior_seconds: float) -> float:
+        # Public methods call each other (next_delay -> first_delay): scale only once.
+        return prior_seconds if self._nested else prior_seconds * self.scale
+
+    def _call(self, method: Callable[..., float], *args: float) -> float:
+        if self._nested:
+            return method(*args)
+        self._nested = True
+        try:
+            return method(*args)
+        finally:
+            self._nested = False
+
+    def observe(self, seconds_to_complete: float, prior_seconds: float = 45.0) -> None:
+        """Record a completion (the prior scaled to the server's clock)."""
+        super().observe(seconds_to_complete, self._prior(prior_seconds))
+
+    def expected(self, prior_seconds: float) -> float:
+        """The expected duration on the server's clock."""
+        return self._call(super().expected, self._prior(prior_seconds))
+
+    def first_delay(self, prior_seconds: float) -> float:
+        """Seconds to the first poll, on the server's clock."""
+        return self._call(super().first_delay, self._prior(prior_seconds))
+
+    def step(self, prior_seconds: float) -> float:
+        """The regular step between polls, on the server's clock."""
+        return self._call(super().step, self._prior(prior_seconds))
+
+    def next_delay(self, elapsed: float, prior_seconds: float, polls: int) -> float:
+        """Seconds to the next poll, on the server's clock."""
+        return self._call(super().next_delay, elapsed, self._prior(prior_seconds), polls)
+
+    def after_queued(self, prior_seconds: float) -> float:
+        """Seconds to the next poll of a queued job, on the server's clock."""
+        return self._call(super().after_queued, self._prior(prior_seconds))
+
+
+@dataclass
+class Settings:
+    """Connection settings every command takes (``--base-url``, ``--endpoint``, ...)."""
+
+    base_url: str | None = None
+    endpoint: Endpoint = "universal"
+    api_key_file: Path | None = None
+    emulate: bool = False
+    time_scale: float | None = None
+    json_output: bool = False
+    verbose: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        """Where generations live: ``emulate`` or ``<base url> <endpoint>`` (for the journal)."""
+        if self.emulate:
+            return "emulate"
+        base = (self.base_url or os.environ.get("AIMLAPI_BASE_URL") or "").rstrip("/")
+        return f"{base or 'https://api.aimlapi.com'} {self.endpoint}"
+
+
+def common_options(func: _F) -> _F:
+    """Add the connection options every command takes."""
+    options = [
+        click.option(
+            "--base-url",
+            envvar="AIMLAPI_BASE_URL",
+            metavar="URL",
+            help="API base URL (env AIMLAPI_BASE_URL; default https://api.aimlapi.com).",
+        ),
+        click.option(
+            "--endpoint",
+            type=click.Choice(sorted(ENDPOINTS)),
+            default="universal",
+            show_default=True,
+            help="universal: /v2/video/generations; google: /v2/generate/video/google/generation.",
+        ),
+        click.option(
+            "--api-key-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="AIMLAPI_KEY_FILE",
+            help="Read the API key from this file (default: the AIMLAPI_KEY variable).",
+        ),
+        click.option(
+            "--emulate",
+            is_flag=True,
+            help="Run against an in-process emulator: no key, no cost, time-compressed.",
+        ),
+        click.option(
+            "--time-scale",
+            type=click.FloatRange(min=0.0, min_open=True),
+            help=(
+                "Emulator speed in wall seconds per simulated second (with --emulate, default "
+                f"{DEFAULT_EMULATE_TIME_SCALE}); with --base-url pointing at an emulator, "
+                "tells the poller how fast it runs."
+            ),
+        ),
+        click.option(
+            "--json", "json_output", is_flag=True, help="Machine-readable JSON on stdout."
+        ),
+        click.option(
+            "-v", "--verbose", count=True, help="Log HTTP activity to stderr (-vv: more)."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from(kwargs: dict[str, Any]) -> Settings:
+    """Pop the common options out of a command's keyword arguments."""
+    return Settings(
+        base_url=kwargs.pop("base_url"),
+        endpoint=kwargs.pop("endpoint"),
+        api_key_file=kwargs.pop("api_key_file"),
+        emulate=kwargs.pop("emulate"),
+        time_scale=kwargs.pop("time_scale"),
+        json_output=kwargs.pop("json_output"),
+        verbose=kwargs.pop("verbose"),
+    )
+
+
+_NO_KEY = (
+    "no API key. Set it in the environment:\n"
+    "    export AIMLAPI_KEY=<your key>\n"
+    "or put it in a file and pass --api-key-file PATH.\n"
+    "To try veo-async without a key (and without spending anything), add --emulate."
+)
+
+
+def read_api_key(api_key_file: Path | None) -> str:
+    """The API key from ``--api-key-file`` or ``AIMLAPI_KEY``; never echoed in messages."""
+    if api_key_file is not None:
+        try:
+            key = api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CliError(
+                f"cannot read the API key file {api_key_file}: {exc.strerror or exc}"
+            ) from None
+        except UnicodeDecodeError:
+            raise CliError(f"the API key file {api_key_file} is not text") from None
+        if not key:
+            raise CliError(f"the API key file {api_key_file} is empty")
+        return key
+    key = os.environ.get("AIMLAPI_KEY", "").strip()
+    if not key:
+        raise CliError(_NO_KEY)
+    return key
+
+
+@contextlib.asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[AsyncVeoClient]:
+    """The client the settings describe: the real API, another server, or an emulator."""
+    if settings.emulate:
+        try:
+            from ..testing import emulated
+        except ImportError:  # pragma: no cover - depends on the installed extras
+            raise CliError(
+                "--emulate needs the emulator extra: pip install 'veo-async[emulator]'"
+            ) from None
+        scale = settings.time_scale or DEFAULT_EMULATE_TIME_SCALE
+        try:
+            context = emulated(
+                time_scale=scale,
+                endpoint=settings.endpoint,
+                poll_policy=ScaledPollPolicy(scale=scale),
+            )
+            async with context as service:
+                yield service.client
+        except ImportError as exc:
+            raise CliError(f"--emulate is not available: {exc}") from None
+        return
+    key = read_api_key(settings.api_key_file)
+    policy = ScaledPollPolicy(scale=settings.time_scale) if settings.time_scale else None
+    try:
+        client = AsyncVeoClient(
+            key,
+            base_url=settings.base_url,
+            endpoint=settings.endpoint,
+            poll_policy=policy,
+        )
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    async with client:
+        yield client
+
+
+def echo_err(message: str) -> None:
+    """A human message on stderr."""
+    click.echo(message, err=True)
+
+
+def echo_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def stderr_is_tty() -> bool:
+    """Whether stderr is an interactive terminal (live displays only then)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def configure_logging(verbose: int) -> None:
+    """``-v``: log the SDK's requests at INFO, ``-vv``: at DEBUG, on stderr."""
+    if verbose <= 0:
+        return
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("veo_async")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
