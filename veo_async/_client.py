@@ -294,7 +294,7 @@ class AsyncVeoClient:
         rate_limited = 0
         while True:
             attempt += 1
-            await self.governor.acquire()
+            sent_at = await self.governor.acquire()
             started = _timing.monotonic()
             try:
                 response = await http.request(
@@ -315,7 +315,7 @@ class AsyncVeoClient:
             except VeoError as exc:
                 error = exc
             else:
-                self.governor.on_success()
+                self.governor.on_success(sent_at=sent_at)
                 logger.debug(
                     "%s %s -> %s %s (%.3f s)",
                     method,
@@ -344,7 +344,7 @@ class AsyncVeoClient:
                 delay = backoff_delay(
                     rate_limited, self.retry, retry_after=error.retry_after, rng=self._rng
                 )
-                self.governor.on_rate_limited(delay)
+                self.governor.on_rate_limited(delay, sent_at=sent_at)
                 attempt -= 1  # waiting out a rate limit does not use up an attempt
                 continue
             if attempt >= self.retry.max_attempts:
@@ -530,7 +530,7 @@ class AsyncVeoClient:
                         await maybe
                 if last.is_terminal:
                     if last.status is GenerationStatus.COMPLETED:
-                        policy.observe(_timing.monotonic() - start)
+                        policy.observe(_timing.monotonic() - start, expected_seconds)
                     return self._finish(last, raise_on_failure)
                 delay = policy.next_delay(_timing.monotonic() - start, expected_seconds, polls)
         assert scope.cancel_called

@@ -1,30 +1,86 @@
 """The bounded batch engine: submit many requests / track many ids, yield results as they finish.
 
-PUBLIC SURFACE FIXED HERE (the CLI, the sync facade and the docs code against it); the
-implementation of ``Batch`` is being written.
-
-Why an async context manager around the iterator: the engine runs a task group (submitters,
-pollers). An async generator cannot safely own a task group across ``yield`` (anyio's rule),
-and a consumer that breaks out of ``async for`` must still get every background task
-cancelled and every connection released before control returns. So::
+Why an async context manager around the iterator: the engine runs a task group (the input
+feeder, the poll dispatcher and one short task per HTTP request in flight). An async generator
+cannot safely own a task group across ``yield`` (anyio's rule: a cancellation or an exception
+raised in a child could be delivered to whatever code the consumer runs between two
+``yield``), and a consumer that breaks out of ``async for`` must still get every background task
+cancelled and every connection released before control returns. The ``async with`` block is
+that owner: leaving it (normally, by ``break``, by an exception or by cancellation of the
+surrounding scope) stops submitting and polling, waits for the tasks, and only then returns::
 
     async with client.batch(prompts, max_concurrency=32) as batch:
-        async for result in batch:
+        async for result in batch:          # completion order; result.index says which input
             ...
-    batch.pending()   # submitted-but-unfinished ids, to resume with as_completed()
+    batch.pending()      # submitted-but-unfinished jobs, to resume with client.as_completed()
+    batch.unsubmitted()  # inputs read but never submitted
+
+``client.as_completed(ids)`` is the same engine fed with ids only, so it yields the same
+:class:`BatchResult` (failures typed the same way: timeout, failed generation, unknown id).
+
+How it works (the shape of aiometer's bounded runner, plus a scheduler):
+
+* **Scheduler, not a task per job.** Every tracked job is a small slotted record in a heap
+  keyed by its next poll time; one dispatcher task pops due jobs. 100,000 tracked jobs cost a
+  few hundred bytes each and no task.
+* **Limiter.** ``max_concurrency`` bounds HTTP requests in flight (creates and polls alike):
+  the feeder and the dispatcher acquire a semaphore slot *before* spawning the request task,
+  which releases it when the response is in. An optional ``requests_per_second`` token bucket
+  is shared by creates and polls of this batch; the client's :class:`~veo_async._ratelimit.
+  RateGovernor` additionally pauses and paces everything after a 429.
+* **Policy.** When to poll is decided by the pure :class:`~veo_async.PollPolicy` (learned
+  schedule) and :class:`~veo_async._polling.QueueModel` (jobs queued behind the server's
+  concurrency limit are not polled before they can have started).
+* **Results** go through one anyio memory object stream. ``buffer`` bounds how many finished,
+  unconsumed results may wait: beyond it the feeder stops reading inputs and submitting (polling
+  goes on, so detection times stay honest).
+* **Failures are results.** A job's failure never ends the batch: 400, a failed generation, a
+  timeout, an unknown id (404), a create of unknown outcome all come back as a
+  :class:`BatchResult` with a typed ``error``. Errors that make every further request pointless
+  end it, raised out of ``async for`` / ``async with``: 401 (:class:`~veo_async.
+  AuthenticationError`), a 404 on *create* (wrong ``base_url``/endpoint), and programming
+  errors (including exceptions raised by observer hooks). A 403 on create (e.g. out of
+  credits) stops submitting; what was submitted is still polled to the end.
+* **Cancellation never loses an id.** A create already sent when the batch is cancelled runs
+  on in a shielded scope for at most ``create_grace`` seconds so its id can be recorded (and
+  ``after_submit`` called); if the grace runs out, the input is listed by :meth:`Batch.
+  uncertain`. Ids that were recorded but whose result was not consumed are in
+  :meth:`Batch.pending`.
+
+``stop_reason`` values: ``"max_generations"``, ``"credit_budget"``, ``"permission_denied"``
+(403 on create), ``"batch_timeout"``, ``"cancelled"`` (left early or cancelled),
+``"authentication"`` (401), ``"not_found"`` (404 on create), ``"error"`` (a programming error).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterable, Hashable, Iterable, Mapping
-from dataclasses import dataclass, field
+import heapq
+import math
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._exceptions import VeoError
-from ._models import Generation, VideoRequest
-from ._polling import PollPolicy
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from . import _timing
+from ._exceptions import (
+    AuthenticationError,
+    CreateOutcomeUnknownError,
+    GenerationFailedError,
+    NotFoundError,
+    PermissionDeniedError,
+    RequestValidationError,
+    VeoError,
+    WaitTimeoutError,
+)
+from ._models import Generation, GenerationStatus, VideoRequest, coerce_request
+from ._polling import PollPolicy, QueueModel
+from ._ratelimit import RateGovernor
 
 if TYPE_CHECKING:
     from ._client import AsyncVeoClient
@@ -37,6 +93,7 @@ __all__ = [
     "BatchObserver",
     "BatchResult",
     "JobEvent",
+    "NullObserver",
     "PendingJob",
 ]
 
@@ -177,18 +234,58 @@ class NullObserver:
         """Does nothing."""
 
 
-@dataclass
-class _Options:
-    max_concurrency: int = 32
-    requests_per_second: float | None = None
-    poll_policy: PollPolicy | None = None
-    job_timeout: float | None = 1000.0
-    batch_timeout: float | None = None
-    max_generations: int | None = None
-    credit_budget: float | None = None
-    observer: BatchObserver | None = None
-    buffer: int = 64
-    extra: dict[str, Any] = field(default_factory=dict)
+_SUBMITTING = 0
+_TRACKING = 1
+_FINISHED = 2
+_DEFAULT_PRIOR = 45.0
+_IN_QUEUE = frozenset({GenerationStatus.QUEUED, GenerationStatus.WAITING})
+
+
+class _Job:
+    """One input on its way: small and slotted, since 100,000 may be tracked at once."""
+
+    __slots__ = (
+        "anchor",
+        "credits",
+        "deadline",
+        "failures",
+        "gid",
+        "index",
+        "key",
+        "last_poll",
+        "polls",
+        "prior",
+        "queued_seen",
+        "rank",
+        "request",
+        "resumed",
+        "started",
+        "state",
+        "submitted",
+        "submitted_wall",
+    )
+
+    def __init__(
+        self, index: int, request: VideoRequest | None, key: Hashable | None, state: int
+    ) -> None:
+        self.index = index
+        self.request = request
+        self.key = key
+        self.state = state
+        self.gid: str | None = None
+        self.prior = request.expected_seconds() if request is not None else _DEFAULT_PRIOR
+        self.submitted = 0.0
+        self.submitted_wall: float | None = None
+        self.anchor = 0.0
+        self.last_poll = 0.0
+        self.deadline = math.inf
+        self.polls = 0
+        self.failures = 0
+        self.rank = -1
+        self.credits: float | None = None
+        self.started = False
+        self.queued_seen = False
+        self.resumed = False
 
 
 class Batch:
@@ -200,6 +297,17 @@ class Batch:
     ``batch_timeout`` (whole batch), ``max_generations`` and ``credit_budget`` (cost guard:
     stop submitting when either would be exceeded), ``observer`` (a :class:`BatchObserver`),
     ``buffer`` (results held for a slow consumer before submission pauses).
+
+    Added options: ``estimated_credits_per_job`` (the credit guard's estimate for a job whose
+    cost is not known yet; without it the largest cost seen so far is used, and until one is
+    seen only one job at a time is in flight), ``create_grace`` (seconds a create already sent
+    may run on after cancellation so its id is recorded), ``max_poll_failures`` (consecutive
+    failed status requests, each already retried by the client, before the job is reported
+    failed with the last error).
+
+    ``job_timeout`` ends tracking, not the generation: the result carries
+    :class:`~veo_async.WaitTimeoutError` with the id, and the job stays in :meth:`pending`.
+    With ``credit_budget`` and no estimate, at most one job is charged beyond the budget.
     """
 
     def __init__(
@@ -216,11 +324,97 @@ class Batch:
         credit_budget: float | None = None,
         observer: BatchObserver | None = None,
         buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
     ) -> None:
-        raise NotImplementedError  # being written
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if buffer < 1:
+            raise ValueError("buffer must be at least 1")
+        for name, value in (
+            ("job_timeout", job_timeout),
+            ("batch_timeout", batch_timeout),
+            ("credit_budget", credit_budget),
+            ("estimated_credits_per_job", estimated_credits_per_job),
+        ):
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must not be negative")
+        if max_generations is not None and max_generations < 0:
+            raise ValueError("max_generations must not be negative")
+        if create_grace < 0 or max_poll_failures < 1:
+            raise ValueError("create_grace must be >= 0 and max_poll_failures >= 1")
+        if isinstance(inputs, (str, bytes, Mapping)):
+            raise TypeError(
+                "inputs must be an iterable of inputs (a list of prompts, ...), not a single "
+                f"{type(inputs).__name__}"
+            )
+        self._client = client
+        self._inputs = inputs
+        self.max_concurrency = max_concurrency
+        self.job_timeout = job_timeout
+        self.batch_timeout = batch_timeout
+        self.max_generations = max_generations
+        self.credit_budget = credit_budget
+        self.estimated_credits_per_job = estimated_credits_per_job
+        self.create_grace = create_grace
+        self.max_poll_failures = max_poll_failures
+        self.buffer = buffer
+        self.policy: PollPolicy = poll_policy or client.poll_policy
+        self._queue = (
+            QueueModel(self.policy.queued_grace * self.policy.time_scale)
+            if self.policy.queue_aware
+            else None
+        )
+        self._observer = observer
+        self._limiter = RateGovernor(requests_per_second) if requests_per_second else None
+        self._counts = BatchCounts()
+        self._jobs: dict[int, _Job] = {}
+        self._timed_out: dict[int, PendingJob] = {}
+        self._unsubmitted: dict[int, BatchItem] = {}
+        self._uncertain: list[tuple[int, BatchItem]] = []
+        self._ranks: list[_Job | float] = []
+        self._heap: list[tuple[float, int, _Job]] = []
+        self._pushes = 0
+        self._sem = anyio.Semaphore(max_concurrency)
+        self._send: MemoryObjectSendStream[BatchResult] | None = None
+        self._recv: MemoryObjectReceiveStream[BatchResult] | None = None
+        self._outer: TaskGroup | None = None
+        self._tg: TaskGroup | None = None
+        self._shields: set[anyio.CancelScope] = set()
+        self._batch_deadline = math.inf
+        self._wake_ev: anyio.Event | None = None
+        self._wake_at = math.inf
+        self._feed_ev: anyio.Event | None = None
+        self._feed_done = False
+        self._run_done = False
+        self._entered = False
+        self._active = 0
+        self._creating = 0
+        self._created = 0
+        self._stopping = False
+        self._stop_reason: str | None = None
+        self._fatal: BaseException | None = None
+        self._fatal_raised = False
+        self._credits_known = 0.0
+        self._unknown_credit_jobs = 0
+        self._max_job_credits: float | None = None
+        self._rate_limited_base = client.governor.rate_limited
+
+    # ------------------------------------------------------------------ context manager
 
     async def __aenter__(self) -> Batch:
-        raise NotImplementedError
+        if self._entered:
+            raise RuntimeError("a Batch can be entered only once")
+        self._entered = True
+        self._send, self._recv = anyio.create_memory_object_stream[BatchResult](math.inf)
+        if self.batch_timeout is not None:
+            self._batch_deadline = anyio.current_time() + self.batch_timeout
+        outer = anyio.create_task_group()
+        await outer.__aenter__()
+        self._outer = outer
+        outer.start_soon(self._run)
+        return self
 
     async def __aexit__(
         self,
@@ -228,28 +422,624 @@ class Batch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        raise NotImplementedError
+        outer = self._outer
+        if outer is None:
+            return None
+        if not self._run_done:
+            self._stop("cancelled")
+            self._begin_cancel()
+            outer.cancel_scope.cancel()
+        try:
+            suppress = await outer.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._recv is not None:
+                self._recv.close()
+        fatal = self._fatal
+        if fatal is not None and not self._fatal_raised and exc is None:
+            self._fatal_raised = True
+            raise fatal
+        return suppress
 
     def __aiter__(self) -> Batch:
         return self
 
     async def __anext__(self) -> BatchResult:
-        raise NotImplementedError
+        recv = self._recv
+        if recv is None:
+            raise RuntimeError("iterate a batch inside `async with client.batch(...) as batch:`")
+        try:
+            result = await recv.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            fatal = self._fatal
+            if fatal is not None and not self._fatal_raised:
+                self._fatal_raised = True
+                raise fatal from None
+            raise StopAsyncIteration from None
+        self._jobs.pop(result.index, None)
+        self._feed_wake()
+        if self._observer is not None:
+            await self._observer.on_result(result)
+        return result
+
+    # ------------------------------------------------------------------ public state
 
     @property
     def counts(self) -> BatchCounts:
         """Live counters."""
-        raise NotImplementedError
+        counts = self._counts
+        counts.rate_limited = self._client.governor.rate_limited - self._rate_limited_base
+        counts.queued = len(self._unsubmitted)
+        return counts
 
     def pending(self) -> list[PendingJob]:
-        """Submitted-but-unfinished jobs (resume them with ``client.as_completed``)."""
-        raise NotImplementedError
+        """Submitted jobs whose result was not consumed, plus timed-out jobs, by index.
+
+        Resume them later with ``client.as_completed([p.generation_id for p in pending])``.
+        """
+        out = dict(self._timed_out)
+        for job in self._jobs.values():
+            if job.gid is not None and job.index not in out:
+                out[job.index] = PendingJob(job.index, job.gid, job.request, job.key)
+        return [out[i] for i in sorted(out)]
 
     def unsubmitted(self) -> list[tuple[int, BatchItem]]:
-        """Inputs that were read but never submitted (e.g. after cancellation or a budget stop)."""
-        raise NotImplementedError
+        """Inputs that were read but never submitted (e.g. after cancellation or a budget stop).
+
+        Includes inputs whose create was refused with 403. Inputs not read at all start at
+        index ``counts.total_seen`` of your input sequence.
+        """
+        return sorted(self._unsubmitted.items(), key=lambda kv: kv[0])
+
+    def uncertain(self) -> list[tuple[int, BatchItem]]:
+        """Inputs whose create may or may not have started a (billed) generation.
+
+        A create of unknown outcome (:class:`~veo_async.CreateOutcomeUnknownError`), or a create
+        still unanswered ``create_grace`` seconds after the batch was cancelled.
+        """
+        return list(self._uncertain)
 
     @property
     def stop_reason(self) -> str | None:
         """Why submission stopped early (budget, 401, 403, cancelled), if it did."""
-        raise NotImplementedError
+        return self._stop_reason
+
+    # ------------------------------------------------------------------ lifecycle internals
+
+    async def _run(self) -> None:
+        send = self._send
+        assert send is not None
+        try:
+            with anyio.CancelScope() as scope:
+                scope.deadline = self._batch_deadline
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    tg.start_soon(self._feed)
+                    tg.start_soon(self._dispatch)
+            if scope.cancelled_caught and self._fatal is None and not self._stopping:
+                self._stop("batch_timeout")
+                for job in list(self._jobs.values()):
+                    if job.state == _TRACKING:
+                        self._timeout(job, f"the batch timeout ({self.batch_timeout} s) passed")
+        finally:
+            self._run_done = True
+            send.close()
+
+    def _stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stopping = True
+        self._feed_wake()
+
+    def _begin_cancel(self) -> None:
+        """Give creates in flight ``create_grace`` seconds to come back with their id."""
+        self._stopping = True
+        limit = anyio.current_time() + self.create_grace
+        for shield in self._shields:
+            shield.deadline = min(shield.deadline, limit)
+
+    def _die(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            if isinstance(exc, AuthenticationError):
+                self._stop("authentication")
+            elif isinstance(exc, NotFoundError):
+                self._stop("not_found")
+            else:
+                self._stop("error")
+        self._begin_cancel()
+        if self._outer is not None:
+            # cancels the feeder, the dispatcher and polls; creates run on (shielded, bounded)
+            tg = self._tg
+            if tg is not None:
+                tg.cancel_scope.cancel()
+
+    def _progress(self) -> None:
+        obs = self._observer
+        if obs is not None:
+            obs.on_progress(self.counts)
+
+    def _event(self, index: int, event: JobEvent, generation: Generation | None) -> None:
+        obs = self._observer
+        if obs is not None:
+            obs.on_event(index, event, generation)
+
+    # ------------------------------------------------------------------ feeder
+
+    def _feed_wake(self) -> None:
+        ev = self._feed_ev
+        if ev is not None:
+            self._feed_ev = None
+            ev.set()
+
+    async def _feed_wait(self) -> None:
+        ev = self._feed_ev
+        if ev is None:
+            ev = self._feed_ev = anyio.Event()
+        await ev.wait()
+
+    async def _feed(self) -> None:
+        try:
+            source = self._inputs
+            if isinstance(source, AsyncIterable):
+                await self._feed_async(source.__aiter__())
+            else:
+                await self._feed_sync(iter(source))
+        except Exception as exc:
+            self._die(exc)
+        finally:
+            self._feed_done = True
+            self._wake()
+
+    async def _feed_async(self, it: AsyncIterator[BatchInput]) -> None:
+        while await self._room():
+            try:
+                raw = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            await self._take(raw)
+
+    async def _feed_sync(self, it: Iterator[BatchInput]) -> None:
+        while await self._room():
+            try:
+                raw = next(it)
+            except StopIteration:
+                return
+            await self._take(raw)
+            await anyio.lowlevel.checkpoint()
+
+    async def _room(self) -> bool:
+        """Wait while too many finished results are unconsumed; false once stopping."""
+        recv = self._recv
+        assert recv is not None
+        while not self._stopping and recv.statistics().current_buffer_used >= self.buffer:
+            await self._feed_wait()
+        return not self._stopping
+
+    async def _take(self, raw: BatchInput) -> None:
+        index = self._counts.total_seen
+        self._counts.total_seen += 1
+        if isinstance(raw, BatchItem):
+            item = raw
+        else:
+            try:
+                request = coerce_request(raw)
+            except RequestValidationError as exc:
+                self._emit(BatchResult(index, None, None, error=exc, finished_at=time.time()))
+                return
+            item = BatchItem(request=request)
+        if item.generation_id is not None:
+            self._track(index, item)
+            return
+        if item.request is None:
+            raise TypeError(f"input {index}: a BatchItem needs a request or a generation_id")
+        self._unsubmitted[index] = item
+        reason = await self._guard()
+        if reason is not None:
+            self._stop(reason)
+            return
+        await self._sem.acquire()
+        try:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+        except BaseException:
+            self._sem.release()
+            raise
+        if self._stopping:
+            self._sem.release()
+            return
+        job = _Job(index, item.request, item.key, _SUBMITTING)
+        self._active += 1
+        self._creating += 1
+        self._unknown_credit_jobs += 1
+        self._counts.submitting += 1
+        tg = self._tg
+        assert tg is not None
+        tg.start_soon(self._create, job, item)
+
+    async def _guard(self) -> str | None:
+        """Wait until the cost guard allows one more create; return a stop reason if never."""
+        while True:
+            if self._stopping:
+                return self._stop_reason or "stopped"
+            limit = self.max_generations
+            if limit is not None and self._created + self._creating >= limit:
+                if self._creating == 0:
+                    return "max_generations"
+                await self._feed_wait()
+                continue
+            budget = self.credit_budget
+            if budget is not None:
+                estimate = self.estimated_credits_per_job
+                if estimate is None:
+                    estimate = self._max_job_credits
+                unknown = self._unknown_credit_jobs
+                if estimate is None:
+                    if unknown > 0:
+                        await self._feed_wait()
+                        continue
+                elif self._credits_known + (unknown + 1) * estimate > budget + 1e-9:
+                    if unknown > 0:
+                        await self._feed_wait()
+                        continue
+                    return "credit_budget"
+                elif self._credits_known >= budget:
+                    return "credit_budget"
+            return None
+
+    def _track(self, index: int, item: BatchItem) -> None:
+        assert item.generation_id is not None
+        job = _Job(index, item.request, item.key, _TRACKING)
+        job.gid = item.generation_id
+        job.resumed = True
+        now = _timing.monotonic()
+        job.submitted = job.anchor = job.last_poll = now
+        job.started = True
+        if self.job_timeout is not None:
+            job.deadline = now + self.job_timeout
+        self._active += 1
+        self._counts.running += 1
+        self._jobs[index] = job
+        self._rank(job)
+        self._push(job, now)
+
+    def _rank(self, job: _Job) -> None:
+        if self._queue is not None:
+            job.rank = len(self._ranks)
+            self._ranks.append(job)
+
+    # ------------------------------------------------------------------ creates
+
+    async def _create(self, job: _Job, item: BatchItem) -> None:
+        released = False
+        try:
+            try:
+                obs = self._observer
+                request = job.request
+                assert request is not None
+                if obs is not None:
+                    await obs.before_submit(job.index, item, request)
+                self._event(job.index, JobEvent.SUBMITTING, None)
+                with anyio.CancelScope(shield=True) as shield:
+                    if self._stopping:
+                        shield.deadline = anyio.current_time() + self.create_grace
+                    elif math.isfinite(self._batch_deadline):
+                        shield.deadline = self._batch_deadline + self.create_grace
+                    self._shields.add(shield)
+                    try:
+                        self._unsubmitted.pop(job.index, None)
+                        try:
+                            generation = await self._client._create(request)
+                        except AuthenticationError:
+                            raise
+                        except NotFoundError:
+                            raise
+                        except VeoError as exc:
+                            self._sem.release()
+                            released = True
+                            self._create_failed(job, item, exc)
+                            return
+                        self._sem.release()
+                        released = True
+                        self._register(job, generation)
+                        if obs is not None:
+                            await obs.after_submit(job.index, item, generation)
+                    finally:
+                        self._shields.discard(shield)
+                if shield.cancelled_caught and job.gid is None:
+                    self._uncertain.append((job.index, item))
+                    self._counts.uncertain += 1
+                    self._counts.submitting -= 1
+                    self._creating -= 1
+                    self._unknown_credit_jobs -= 1
+                    job.state = _FINISHED
+                    self._active -= 1
+            finally:
+                if not released:
+                    self._sem.release()
+                if job.state == _SUBMITTING:
+                    # cancelled before the request was sent (e.g. in before_submit)
+                    self._unsubmitted[job.index] = item
+                    self._counts.submitting -= 1
+                    self._creating -= 1
+                    self._unknown_credit_jobs -= 1
+                    job.state = _FINISHED
+                    self._active -= 1
+                    self._wake()
+        except Exception as exc:
+            self._die(exc)
+
+    def _register(self, job: _Job, generation: Generation) -> None:
+        now = _timing.monotonic()
+        job.gid = generation.id
+        job.state = _TRACKING
+        job.submitted = job.anchor = job.last_poll = now
+        job.submitted_wall = time.time()
+        if self.job_timeout is not None:
+            job.deadline = now + self.job_timeout
+        self._creating -= 1
+        self._created += 1
+        counts = self._counts
+        counts.submitting -= 1
+        counts.submitted += 1
+        counts.running += 1
+        self._jobs[job.index] = job
+        self._rank(job)
+        self._note_credits(job, generation)
+        self._event(job.index, JobEvent.SUBMITTED, generation)
+        self._progress()
+        self._feed_wake()
+        if generation.is_terminal:
+            self._finish(job, generation)
+        else:
+            self._push(job, self._plan(job, now))
+
+    def _create_failed(self, job: _Job, item: BatchItem, exc: VeoError) -> None:
+        self._creating -= 1
+        self._unknown_credit_jobs -= 1
+        self._counts.submitting -= 1
+        job.state = _FINISHED
+        self._active -= 1
+        if isinstance(exc, PermissionDeniedError):
+            self._unsubmitted[job.index] = item
+            self._stop("permission_denied")
+        elif isinstance(exc, CreateOutcomeUnknownError):
+            self._uncertain.append((job.index, item))
+            self._counts.uncertain += 1
+        self._counts.failed += 1
+        self._event(job.index, JobEvent.FAILED, None)
+        self._emit(BatchResult(job.index, job.request, job.key, error=exc, finished_at=time.time()))
+        self._wake()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _push(self, job: _Job, due: float) -> None:
+        if due > job.deadline:
+            due = job.deadline
+        self._pushes += 1
+        heapq.heappush(self._heap, (due, self._pushes, job))
+        if self._wake_ev is not None and due < self._wake_at:
+            self._wake()
+
+    def _wake(self) -> None:
+        ev = self._wake_ev
+        if ev is not None:
+            self._wake_ev = None
+            self._wake_at = math.inf
+            ev.set()
+
+    async def _sleep_until(self, delay: float | None, at: float) -> None:
+        ev = self._wake_ev = anyio.Event()
+        self._wake_at = at
+        if delay is None:
+            await ev.wait()
+        else:
+            with anyio.move_on_after(delay):
+                await ev.wait()
+        if self._wake_ev is ev:
+            self._wake_ev = None
+            self._wake_at = math.inf
+
+    def _plan(self, job: _Job, now: float) -> float:
+        """The next poll time of ``job`` (monotonic seconds)."""
+        policy = self.policy
+        queue = self._queue
+        if queue is None or job.started:
+            return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
+        before = queue.predecessor(job.rank)
+        if before is not None:
+            slot = self._ranks[before]
+            freed = slot if isinstance(slot, float) else slot.anchor + policy.expected(slot.prior)
+            if freed > job.anchor:
+                job.anchor = freed
+        return max(now, job.anchor + policy.first_delay(job.prior))
+
+    async def _dispatch(self) -> None:
+        heap = self._heap
+        no_wait = _timing.waiting_disabled
+        try:
+            while True:
+                if self._feed_done and self._active == 0:
+                    return
+                if not heap:
+                    await self._sleep_until(None, math.inf)
+                    continue
+                due, _, job = heap[0]
+                now = _timing.monotonic()
+                if due > now and not no_wait():
+                    await self._sleep_until(due - now, due)
+                    continue
+                heapq.heappop(heap)
+                if job.state != _TRACKING:
+                    continue
+                if self._queue is not None and not job.started and due < job.deadline:
+                    later = min(self._plan(job, now), job.deadline)
+                    if later > due + 1e-6 and later > now and not no_wait():
+                        self._push(job, later)
+                        continue
+                await self._sem.acquire()
+                try:
+                    if self._limiter is not None:
+                        await self._limiter.acquire()
+                except BaseException:
+                    self._sem.release()
+                    raise
+                tg = self._tg
+                assert tg is not None
+                tg.start_soon(self._poll, job)
+        except Exception as exc:
+            self._die(exc)
+
+    # ------------------------------------------------------------------ polls
+
+    async def _poll(self, job: _Job) -> None:
+        try:
+            gid = job.gid
+            assert gid is not None
+            try:
+                try:
+                    generation = await self._client.get(gid)
+                finally:
+                    self._sem.release()
+                    job.polls += 1
+                    self._counts.status_requests += 1
+            except AuthenticationError:
+                raise
+            except (NotFoundError, PermissionDeniedError) as exc:
+                self._finish(job, None, exc)
+                return
+            except VeoError as exc:
+                job.failures += 1
+                now = _timing.monotonic()
+                if job.failures >= self.max_poll_failures:
+                    self._finish(job, None, exc)
+                elif now >= job.deadline:
+                    self._timeout(job, f"did not finish within {self.job_timeout} s")
+                else:
+                    self._push(job, now + min(60.0, 2.0**job.failures))
+                return
+            self._observed(job, generation)
+        except Exception as exc:
+            self._die(exc)
+
+    def _observed(self, job: _Job, generation: Generation) -> None:
+        now = _timing.monotonic()
+        job.failures = 0
+        self._note_credits(job, generation)
+        self._event(job.index, JobEvent.STATUS, generation)
+        status = generation.status
+        queue = self._queue
+        if generation.is_terminal:
+            if status is GenerationStatus.COMPLETED and not job.resumed and self.policy.learn:
+                gap = now - (job.last_poll if job.polls > 1 else job.anchor)
+                half_step = 0.5 * self.policy.step(job.prior)
+                estimate = now - min(0.5 * gap, half_step) - job.anchor
+                self.policy.observe(estimate, job.prior)
+            if queue is not None:
+                queue.saw_started(job.rank)
+            self._finish(job, generation)
+            return
+        if status in _IN_QUEUE:
+            if queue is not None:
+                waited = now - job.submitted
+                queue.saw_queued(job.rank, waited)
+                if waited >= queue.grace or job.resumed:
+                    job.queued_seen = True
+                    job.started = False
+                    job.anchor = max(job.anchor, now)
+        elif not job.started:
+            if job.queued_seen or job.anchor > now:
+                job.anchor = min(now, max(job.last_poll, 0.5 * (job.last_poll + now)))
+            job.started = True
+            if queue is not None:
+                queue.saw_started(job.rank)
+        job.last_poll = now
+        if now >= job.deadline:
+            self._timeout(job, f"did not finish within {self.job_timeout} s", generation)
+            return
+        self._push(job, self._plan(job, now))
+
+    def _note_credits(self, job: _Job, generation: Generation) -> None:
+        credits = generation.credits_used
+        if credits is None:
+            return
+        previous = job.credits
+        if previous is None:
+            if not job.resumed:
+                self._unknown_credit_jobs -= 1
+            self._credits_known += credits
+        else:
+            self._credits_known += credits - previous
+        job.credits = credits
+        if self._max_job_credits is None or credits > self._max_job_credits:
+            self._max_job_credits = credits
+        self._counts.credits_used = self._credits_known
+        self._feed_wake()
+
+    # ------------------------------------------------------------------ results
+
+    def _timeout(self, job: _Job, why: str, last: Generation | None = None) -> None:
+        gid = job.gid
+        assert gid is not None
+        error = WaitTimeoutError(
+            f"generation {gid} (input {job.index}) {why}; it may still complete: resume it "
+            f"with client.as_completed([{gid!r}]) or client.wait({gid!r})",
+            generation_id=gid,
+            last=last,
+        )
+        self._timed_out[job.index] = PendingJob(job.index, gid, job.request, job.key)
+        if job.credits is None and not job.resumed:
+            self._unknown_credit_jobs += 1  # still reserved: it may yet be charged
+        self._finish(job, last, error)
+
+    def _finish(
+        self, job: _Job, generation: Generation | None, error: VeoError | None = None
+    ) -> None:
+        if job.state == _FINISHED:
+            return
+        job.state = _FINISHED
+        self._active -= 1
+        counts = self._counts
+        counts.running -= 1
+        if error is None and generation is not None and generation.failed:
+            reason = generation.error_message or "completed without a video URL"
+            error = GenerationFailedError(
+                f"generation {generation.id} (input {job.index}) failed: {reason}",
+                generation=generation,
+            )
+        if error is None:
+            counts.done += 1
+        else:
+            counts.failed += 1
+        if job.credits is None and not job.resumed:
+            self._unknown_credit_jobs -= 1
+        now = _timing.monotonic()
+        if self._queue is not None and job.rank >= 0:
+            self._queue.finished()
+            self._ranks[job.rank] = now
+        self._event(job.index, JobEvent.SUCCEEDED if error is None else JobEvent.FAILED, generation)
+        self._emit(
+            BatchResult(
+                job.index,
+                job.request,
+                job.key,
+                generation_id=job.gid,
+                generation=generation,
+                error=error,
+                submitted_at=job.submitted_wall,
+                finished_at=time.time(),
+                polls=job.polls,
+            )
+        )
+        self._wake()
+        self._feed_wake()
+
+    def _emit(self, result: BatchResult) -> None:
+        send = self._send
+        assert send is not None
+        if result.error is not None and result.generation_id is None:
+            pass  # counted by the caller (create failures) or below (invalid inputs)
+        if isinstance(result.error, RequestValidationError):
+            self._counts.failed += 1
+            self._event(result.index, JobEvent.FAILED, None)
+        send.send_nowait(result)
+        self._progress()

@@ -1,20 +1,30 @@
 """The shared request-rate governor: one per client, used by every create, poll and get.
 
-It does three things, all cheap when unused:
+It does three things, all free when unused (no lock, no sleep, a deque append):
 
-* an optional client-side rate (``requests_per_second``) as a token bucket with a small burst;
+* an optional client-side rate (``requests_per_second``) as a token bucket;
 * a whole-pipeline pause after a 429: every request waits until the ``Retry-After`` (or a
   backoff) has passed, instead of each request discovering the limit on its own;
-* gradual recovery: after a 429 the governor paces requests at a learned rate (half the rate
-  that was observed when the limit hit, or the configured rate if lower) and raises that rate
-  additively on every success, so the pipeline does not burst straight back into the limit.
+* pacing and gradual recovery: the 429 also teaches a rate, ``0.9 x`` the rate of successful
+  requests over the last ``window`` seconds (what the server let through), and requests are
+  then released one at a time at that rate (bucket of one token), so the requests that were
+  waiting do not all fire at once when the pause ends. While requests are actually held back by
+  the learned rate, it grows by ``recovery`` per second (``slow_recovery`` once within 5% of
+  the rate at which the last 429 came), probing back up to the server's limit.
 
-Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so no request starves.
+A 429 for a request that was *sent before* the governor reacted to an earlier 429 belongs to the
+same burst: it extends the pause if needed but does not lower the rate again. ``bursts`` counts
+reactions; ``rate_limited`` every 429; ``rate_limited_after_reaction`` the 429s of requests that
+were released after a reaction (the requests pacing should have avoided).
+
+Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so no request starves. Time comes
+from ``veo_async._timing`` (a testing switch removes all waiting).
 """
 
 from __future__ import annotations
 
 import collections
+import math
 
 import anyio
 
@@ -24,47 +34,76 @@ __all__ = ["RateGovernor"]
 
 
 class RateGovernor:
-    """Paces requests: optional fixed rate, global pause on 429, then additive recovery."""
-
-    #: Window (seconds) over which the request rate is measured, to learn a safe rate on 429.
-    window = 2.0
+    """Paces requests: optional fixed rate, global pause on 429, learned rate, slow recovery."""
 
     def __init__(
         self,
         requests_per_second: float | None = None,
         *,
         burst: int | None = None,
-        recovery_step: float = 0.05,
+        window: float = 4.0,
+        recovery: float = 0.04,
+        slow_recovery: float = 0.005,
+        floor: float = 0.2,
     ) -> None:
-        if requests_per_second is not None and requests_per_second <= 0:
+        if requests_per_second is not None and not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
+        if window <= 0 or recovery < 0 or slow_recovery < 0 or floor <= 0:
+            raise ValueError("window and floor must be positive, recoveries not negative")
         self.configured_rate = requests_per_second
-        self.burst = float(burst if burst is not None else max(1, int(requests_per_second or 1)))
-        self.recovery_step = recovery_step
+        self._configured_burst = float(
+            burst if burst is not None else max(1, math.ceil(requests_per_second or 1))
+        )
+        self.window = window
+        self.recovery = recovery
+        self.slow_recovery = slow_recovery
+        self.floor = floor
+        #: Rate learned from 429s (requests per second), or ``None``.
         self.learned_rate: float | None = None
-        self._tokens = self.burst
+        #: The success rate measured when the last 429 came.
+        self.ceiling: float | None = None
+        self._tokens = self._configured_burst
         self._last_refill = _timing.monotonic()
         self._pause_until = 0.0
+        self._reacted_at = -math.inf
+        self._last_growth = 0.0
+        self._held = False
         self._lock = anyio.Lock()
-        self._recent: collections.deque[float] = collections.deque()
+        self._ok: collections.deque[float] = collections.deque()
+        self._first_ok: float | None = None
         self.rate_limited = 0
+        self.rate_limited_after_reaction = 0
+        self.bursts = 0
         self.paused_seconds = 0.0
 
     @property
     def rate(self) -> float | None:
         """The rate currently enforced (requests per second), or ``None`` for no limit."""
-        rates = [r for r in (self.configured_rate, self.learned_rate) if r is not None]
-        return min(rates) if rates else None
+        configured, learned = self.configured_rate, self.learned_rate
+        if configured is None:
+            return learned
+        if learned is None:
+            return configured
+        return min(configured, learned)
 
-    async def acquire(self) -> None:
-        """Wait until a request may be sent (pause over, a token available)."""
-        if self.rate is None and self._pause_until == 0.0:
-            self._note_start(_timing.monotonic())
-            return
+    @property
+    def burst(self) -> float:
+        """Token-bucket capacity: the configured burst, or one token once a rate was learned."""
+        return 1.0 if self.learned_rate is not None else self._configured_burst
+
+    async def acquire(self) -> float:
+        """Wait until a request may be sent; returns the release time (``_timing.monotonic``).
+
+        Pass that time back to :meth:`on_rate_limited` / :meth:`on_success` as ``sent_at``.
+        """
+        if self._pause_until == 0.0 and self.rate is None:
+            return _timing.monotonic()
         async with self._lock:
+            held = False
             while True:
                 now = _timing.monotonic()
                 if now < self._pause_until:
+                    held = True
                     await _timing.sleep(self._pause_until - now)
                     if _timing.waiting_disabled():
                         self._pause_until = 0.0
@@ -76,51 +115,75 @@ class RateGovernor:
                 if self._tokens >= 1.0:
                     self._tokens -= 1.0
                     break
+                held = True
                 await _timing.sleep((1.0 - self._tokens) / rate)
                 if _timing.waiting_disabled():
                     self._tokens = 1.0
-            self._note_start(_timing.monotonic())
+            self._held = held
+            return _timing.monotonic()
 
-    def on_rate_limited(self, delay: float) -> None:
-        """A 429 came back: pause everything for ``delay`` seconds and slow down after."""
+    def on_rate_limited(self, delay: float, *, sent_at: float | None = None) -> None:
+        """A 429 came back: pause everything for ``delay`` seconds; learn a rate once per burst."""
         self.rate_limited += 1
         now = _timing.monotonic()
         until = now + max(delay, 0.0)
         if until > self._pause_until:
             self.paused_seconds += until - max(self._pause_until, now)
             self._pause_until = until
-        observed = self._observed_rate(now)
+        if sent_at is not None and sent_at < self._reacted_at:
+            return  # same burst: already reacted
+        if self.bursts:
+            self.rate_limited_after_reaction += 1
+        self.bursts += 1
+        self._reacted_at = now
+        ok_rate = self._ok_rate(now)
         current = self.rate
-        base = observed if current is None else min(current, observed or current)
-        self.learned_rate = max(base * 0.5, 0.5) if base else 1.0
+        if ok_rate > 0:
+            self.ceiling = ok_rate
+            new = 0.9 * ok_rate
+            if current is not None:
+                new = min(new, 0.9 * current)
+        elif current is not None:
+            new = 0.5 * current
+        else:
+            new = 1.0
+        self.learned_rate = max(self.floor, new)
         self._tokens = min(self._tokens, 1.0)
-        # a fresh bucket after the pause must not burst straight back into the limit
-        self.burst = max(1.0, min(self.burst, self.learned_rate))
+        self._last_growth = now
 
-    def on_success(self) -> None:
-        """A request succeeded: raise a learned rate a little (additive increase)."""
-        if self.learned_rate is not None:
-            self.learned_rate += self.recovery_step
-            observed = self._observed_rate(_timing.monotonic())
-            # once we are well above what we actually use, the learned limit is moot
-            if observed and self.learned_rate > 4 * observed + 10:
-                self.learned_rate = None
+    def on_success(self, *, sent_at: float | None = None) -> None:
+        """A request succeeded: count it; grow a learned rate that is holding requests back."""
+        now = _timing.monotonic()
+        self._ok.append(now)
+        if self._first_ok is None:
+            self._first_ok = now
+        if len(self._ok) > 4096:
+            self._trim(now)
+        learned = self.learned_rate
+        if learned is None:
+            return
+        dt = now - self._last_growth
+        self._last_growth = now
+        if not self._held or dt <= 0:
+            return
+        ceiling = self.ceiling
+        step = self.slow_recovery if ceiling and learned >= 0.95 * ceiling else self.recovery
+        self.learned_rate = learned * (1.0 + step * min(dt, 1.0))
 
     def _refill(self, now: float, rate: float) -> None:
         elapsed = max(now - self._last_refill, 0.0)
         self._last_refill = now
         self._tokens = min(self.burst, self._tokens + elapsed * rate)
 
-    def _note_start(self, now: float) -> None:
-        recent = self._recent
-        recent.append(now)
+    def _trim(self, now: float) -> None:
         horizon = now - self.window
-        while recent and recent[0] < horizon:
-            recent.popleft()
+        ok = self._ok
+        while ok and ok[0] < horizon:
+            ok.popleft()
 
-    def _observed_rate(self, now: float) -> float:
-        horizon = now - self.window
-        recent = self._recent
-        while recent and recent[0] < horizon:
-            recent.popleft()
-        return len(recent) / self.window
+    def _ok_rate(self, now: float) -> float:
+        self._trim(now)
+        if not self._ok or self._first_ok is None:
+            return 0.0
+        span = min(self.window, max(now - self._first_ok, 1e-3))
+        return len(self._ok) / span
