@@ -364,6 +364,21 @@ class Journal:
             submitted_at=time.time(),
         )
 
+    def record_not_sent(self, line: int) -> bool:
+        """The create for ``line`` was never sent after all (cancelled before it went out).
+
+        Moves ``submitting`` back to ``pending``; any other state is left alone. Returns
+        whether the row changed.
+        """
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE inputs SET state = ?, updated_at = ? WHERE line = ? AND state = ?",
+                (JournalState.PENDING.value, time.time(), line, JournalState.SUBMITTING.value),
+            )
+            if cur.rowcount:
+                self._event(conn, line, "not_sent")
+            return bool(cur.rowcount)
+
     def record_uncertain(self, line: int, error: str) -> None:
         """The create for ``line`` may or may not have made a generation."""
         self._update(line, "uncertain", error, state=JournalState.UNCERTAIN.value, error=error)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import shlex
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -509,8 +511,20 @@ async def _watch_signals(stop: StopControl, tg: anyio.abc.TaskGroup, source: str
                     stop.hard = True
                     echo_err("\nStopping now.")
                     stop.cancel_work()
+                    tg.start_soon(_exit_soon)
     except NotImplementedError:  # pragma: no cover - platforms without signal support
         return
+
+
+async def _exit_soon(delay: float = 1.0) -> None:
+    """Second signal: if cleanup takes more than ``delay`` seconds, leave at once.
+
+    Safe for the journal: SQLite commits are atomic even when the process dies mid-write
+    (the same guarantee a SIGKILL relies on); the next run rewrites the manifest.
+    """
+    await anyio.sleep(delay)
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 async def _drain_then_cancel(stop: StopControl) -> None:
@@ -569,6 +583,14 @@ async def _execute(
     display = _Display(stats, len(items), live=stderr_is_tty(), interval=options.progress_interval)
     observer.on_change = display.refresh
     send, receive = anyio.create_memory_object_stream[_Download](math.inf)
+    batch = client.batch(
+        items,
+        max_concurrency=options.concurrency,
+        requests_per_second=options.rate,
+        job_timeout=options.job_timeout,
+        max_generations=options.max_generations,
+        observer=observer,
+    )
     with display:
         async with anyio.create_task_group() as outer:
             outer.start_soon(_watch_signals, stop, outer, options.source)
@@ -581,24 +603,28 @@ async def _execute(
                             _download_worker, receive.clone(), client, journal, observer, stats
                         )
                     receive.close()
-                    async with send:
-                        batch = client.batch(
-                            items,
-                            max_concurrency=options.concurrency,
-                            requests_per_second=options.rate,
-                            job_timeout=options.job_timeout,
-                            max_generations=options.max_generations,
-                            observer=observer,
+                    async with send, batch:
+                        async for result in batch:
+                            if result.ok and result.generation is not None:
+                                line = _line(result.key)
+                                job = _Download(line, result.request, result.generation)
+                                send.send_nowait(job)
+            stats.stop_reason = batch.stop_reason
+            # Inputs whose intent was written but whose create was never sent (cancelled in
+            # before_submit) are not uncertain: put them back. Creates still unanswered when
+            # the engine's grace ran out are uncertain now rather than at the next start.
+            with anyio.CancelScope(shield=True):
+                for _, item in batch.unsubmitted():
+                    await observer._call(journal.record_not_sent, _line(item.key))
+                for _, item in batch.uncertain():
+                    row = await observer._call(journal.row, _line(item.key))
+                    if row is not None and row.state is JournalState.SUBMITTING:
+                        await observer._call(
+                            journal.record_uncertain,
+                            row.line,
+                            "the run stopped before the create request was answered; it may "
+                            "or may not have started a billed generation",
                         )
-                        async with batch:
-                            async for result in batch:
-                                if result.ok and result.generation is not None:
-                                    send.send_nowait(
-                                        _Download(
-                                            _line(result.key), result.request, result.generation
-                                        )
-                                    )
-                        stats.stop_reason = batch.stop_reason
             outer.cancel_scope.cancel()
     stats.interrupted = stop.requested
     stats.hard_stop = stop.hard
