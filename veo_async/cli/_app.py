@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -142,28 +143,45 @@ def _refuse_existing(output: Path | None, overwrite: bool) -> None:
         sys.exit(EXIT_USAGE)
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups from task groups, else ``exc``."""
+    while True:
+        inner = getattr(exc, "exceptions", None)
+        if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+            exc = inner[0]
+        else:
+            return exc
+
+
 def _execute(job: Callable[[], Awaitable[int]], hint: Any = None) -> None:
     """Run ``job`` on asyncio and exit with its code; print errors without tracebacks."""
     try:
         code = anyio.run(job, backend="asyncio")
-    except CliError as exc:
-        echo_err(f"error: {exc.message}")
-        code = exc.code
-    except ConfigurationError as exc:
-        echo_err(f"error: {exc}")
-        code = EXIT_USAGE
-    except RequestValidationError as exc:
-        echo_err(f"error: {_describe_validation(exc)}")
-        code = EXIT_USAGE
-    except VeoError as exc:
-        from ._single import describe_error
+    except BaseException as raw:
+        exc = _unwrap(raw)
+        if isinstance(exc, CliError):
+            echo_err(f"error: {exc.message}")
+            code = exc.code
+        elif isinstance(exc, ConfigurationError):
+            echo_err(f"error: {exc}")
+            code = EXIT_USAGE
+        elif isinstance(exc, RequestValidationError):
+            echo_err(f"error: {_describe_validation(exc)}")
+            code = EXIT_USAGE
+        elif isinstance(exc, VeoError):
+            from ._single import describe_error
 
-        echo_err(f"error: {describe_error(exc)}")
-        code = EXIT_FAILED
-    except KeyboardInterrupt:
-        echo_err("")
-        echo_err(hint.message() if hint is not None else "Interrupted.")
-        code = EXIT_INTERRUPTED
+            echo_err(f"error: {describe_error(exc)}")
+            code = EXIT_FAILED
+        elif isinstance(exc, KeyboardInterrupt):
+            echo_err("")
+            echo_err(hint.message() if hint is not None else "Interrupted.")
+            code = EXIT_INTERRUPTED
+        elif isinstance(exc, sqlite3.Error):
+            echo_err(f"error: the batch journal failed: {exc}")
+            code = EXIT_FAILED
+        else:
+            raise
     sys.exit(code)
 
 
