@@ -1,0 +1,1 @@
+"""Benchmarks of veo-async against the usual ways of driving the Veo API (see README.md)."""
