@@ -90,8 +90,7 @@ async def test_scripted_download_has_no_key(tmp_path: Path) -> None:
 async def test_emulated_generate_and_download(tmp_path: Path) -> None:
     """emulated() gives a client on the in-process emulator: a real MP4 comes back."""
     async with emulated(time_scale=0.001) as service:
-        created = await service.client.submit(prompt="a red fox in snow", duration=6)
-        g = await service.client.wait(created, expected_seconds=0.05)
+        g = await service.client.generate(prompt="a red fox in snow", duration=6)
         saved = await service.client.download(g, tmp_path / "fox.mp4")
         stats = service.stats()
     assert g.succeeded

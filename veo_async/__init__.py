@@ -63,6 +63,7 @@ from ._models import (
 )
 from ._polling import FixedIntervalPolicy, PollPolicy
 from ._retry import RetryConfig
+from ._sync import SyncBatch, VeoClient
 
 __version__ = "0.1.0"
 
@@ -105,6 +106,7 @@ __all__ = [
     "RequestValidationError",
     "RetryConfig",
     "ServerError",
+    "SyncBatch",
     "Usage",
     "Veo2ImageToVideo",
     "Veo2TextToVideo",
@@ -117,6 +119,7 @@ __all__ = [
     "Veo31TextToVideo",
     "Veo3ImageToVideo",
     "Veo3TextToVideo",
+    "VeoClient",
     "VeoError",
     "VideoFile",
     "VideoRequest",

@@ -146,6 +146,9 @@ class AsyncVeoClient:
       it is not closed by this client.
     * ``requests_per_second``: an optional client-side rate shared by every request.
     * ``poll_policy``: the default :class:`PollPolicy` for ``wait`` and batches.
+    * ``time_scale``: real seconds per service second, for a time-compressed emulator (falls
+      back to the ``VEO_ASYNC_TIME_SCALE`` environment variable, then 1.0). It sets the default
+      poll policy's scale, so poll timing matches the emulator's ``--time-scale``.
     * ``fast_transport``: use the aiohttp transport for httpx when installed
       (``pip install 'veo-async[fast]'``) and running on asyncio; ``None`` means "when
       available", ``False`` never.
@@ -164,6 +167,7 @@ class AsyncVeoClient:
         http_client: httpx.AsyncClient | None = None,
         requests_per_second: float | None = None,
         poll_policy: PollPolicy | None = None,
+        time_scale: float | None = None,
         fast_transport: bool | None = None,
         allow_insecure_http: bool = False,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -202,7 +206,18 @@ class AsyncVeoClient:
             else (httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT)
         )
         self.retry = retry or RetryConfig()
-        self.poll_policy = poll_policy or PollPolicy()
+        if time_scale is None:
+            raw_scale = os.environ.get("VEO_ASYNC_TIME_SCALE")
+            try:
+                time_scale = float(raw_scale) if raw_scale else 1.0
+            except ValueError:
+                raise ConfigurationError(
+                    f"VEO_ASYNC_TIME_SCALE must be a number, got {raw_scale!r}"
+                ) from None
+        if not time_scale > 0:
+            raise ConfigurationError(f"time_scale must be positive, got {time_scale!r}")
+        self.time_scale = time_scale
+        self.poll_policy = poll_policy or PollPolicy(time_scale=time_scale)
         self.max_download_bytes = max_download_bytes
         self.governor = RateGovernor(requests_per_second)
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100)

@@ -63,6 +63,10 @@ async def emulated(
     app = create_app(emulator=emulator)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=EMULATED_BASE_URL) as http:
-        options: dict[str, Any] = {"base_url": EMULATED_BASE_URL, **client_options}
+        options: dict[str, Any] = {
+            "base_url": EMULATED_BASE_URL,
+            "time_scale": cfg.time_scale,
+            **client_options,
+        }
         async with AsyncVeoClient(api_key, http_client=http, **options) as client:
             yield EmulatedService(client=client, emulator=emulator)
