@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -453,7 +455,18 @@ def models(**kwargs: Any) -> None:
 _ARGV: list[str] = []
 
 
+def _exit_interrupted(signum: int, frame: object) -> None:
+    os._exit(EXIT_INTERRUPTED)
+
+
 def run(argv: list[str]) -> None:
     """Run the command line with ``argv`` (exits)."""
     _ARGV[:] = argv
-    cli.main(args=argv, prog_name="veo-async")
+    try:
+        cli.main(args=argv, prog_name="veo-async")
+    except SystemExit as exc:
+        if exc.code == EXIT_INTERRUPTED:
+            # Already stopping after a Ctrl-C: another one during shutdown exits at once
+            # with the same status instead of a KeyboardInterrupt traceback.
+            signal.signal(signal.SIGINT, _exit_interrupted)
+        raise
