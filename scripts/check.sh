@@ -3,6 +3,7 @@
 # create .venv, install the project with every extra it tests, then lint, types, docs, tests.
 # Extra arguments go to pytest (e.g. `bash scripts/check.sh -k engine`).
 set -euo pipefail
+export NO_MKDOCS_2_WARNING=1
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
