@@ -626,3 +626,42 @@ async def test_closed_client_refuses_requests() -> None:
     await c.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await c.get("gen-1")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "model", "fields", "schema_file"),
+    [
+        ("google", "veo2", {"duration": 8, "aspect_ratio": "16:9"}, "veo2-text-to-video.json"),
+        ("universal", "veo2", {"seed": 3, "enhance_prompt": False}, "veo2.json"),
+        (
+            "universal",
+            "veo2/image-to-video",
+            {"image_url": "https://e.test/a.png", "duration": 6},
+            "Veo2-Image-to-Video.json",
+        ),
+        (
+            "universal",
+            "google/veo-3.1-t2v",
+            {"resolution": "1080p", "generate_audio": False, "duration": 4},
+            "veo-3.1-t2v.json",
+        ),
+    ],
+)
+async def test_sent_body_matches_provider_schema(
+    mock: respx.MockRouter, endpoint: str, model: str, fields: dict[str, Any], schema_file: str
+) -> None:
+    """The body actually sent on the wire validates against the provider's schema for its path."""
+    import jsonschema
+
+    doc = json.loads((Path(__file__).parent / "schemas" / schema_file).read_text())
+    ((path, ops),) = doc["paths"].items()
+    schema = ops["post"]["requestBody"]["content"]["application/json"]["schema"]
+    route = mock.post(f"{BASE}{path}").respond(200, json=gen())
+    async with AsyncVeoClient(
+        KEY,
+        base_url=BASE,
+        endpoint=endpoint,  # type: ignore[arg-type]
+        fast_transport=False,
+    ) as c:
+        await c.submit(prompt="A lighthouse in a storm", model=model, **fields)
+    jsonschema.validate(json.loads(route.calls.last.request.content), schema)
