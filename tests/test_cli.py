@@ -303,7 +303,7 @@ def test_batch_stdin_csv_defaults(tmp_path: Path, emu: EmulatorServer) -> None:
 
 
 def test_batch_rerun_resumes_without_new_creates(tmp_path: Path, emu: EmulatorServer) -> None:
-    """A rerun submits nothing new and re-downloads a missing or corrupted file."""
+    """A rerun submits nothing new, re-downloads a missing or corrupted file, drops .part files."""
     prompts = _prompts(tmp_path, 3)
     out = tmp_path / "out"
     args = ["batch", str(prompts), "--out", str(out), *_remote(emu)]
@@ -313,9 +313,12 @@ def test_batch_rerun_resumes_without_new_creates(tmp_path: Path, emu: EmulatorSe
     first, second, _ = _manifest(out)
     (out / first["file"]).unlink()
     (out / second["file"]).write_bytes(b"garbage")
+    stale = out / f".{first['file']}.0123abcd.part"
+    stale.write_bytes(b"half a video")
     result = _run(args)
     assert result.exit_code == 0, result.stderr
     assert "downloading it again" in result.stderr
+    assert not stale.exists()
     assert emu.stats()["generations_created"] == created
     for entry in _manifest(out):
         assert hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest() == SAMPLE_SHA

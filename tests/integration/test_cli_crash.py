@@ -165,10 +165,10 @@ def test_first_ctrl_c_stops_cleanly_and_the_rerun_finishes(
     tmp_path: Path, server: EmulatorServer
 ) -> None:
     """SIGINT: exit 130 with a resume hint, no create left unrecorded; a rerun completes."""
-    server.configure(faults={"slow_response": 0.0, "lost_create": 0.0}, time_scale=0.1)
+    server.configure(faults={"slow_response": 0.0, "lost_create": 0.0}, time_scale=0.05)
     prompts, lines_by_prompt = _prompts(tmp_path, 8)
     out = tmp_path / "out"
-    command = _command(prompts, out, server, 0.1, "--rate", "3")
+    command = _command(prompts, out, server, 0.05, "--rate", "3")
     proc = subprocess.Popen(
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -193,10 +193,10 @@ def test_first_ctrl_c_stops_cleanly_and_the_rerun_finishes(
 
 def test_second_ctrl_c_exits_at_once(tmp_path: Path, server: EmulatorServer) -> None:
     """Two SIGINTs: the process is gone within seconds, and the journal is still usable."""
-    server.configure(faults={"slow_response": 0.0, "lost_create": 0.0}, time_scale=0.1)
+    server.configure(faults={"slow_response": 0.0, "lost_create": 0.0}, time_scale=0.05)
     prompts, lines_by_prompt = _prompts(tmp_path, 6)
     out = tmp_path / "out"
-    command = _command(prompts, out, server, 0.1, "--rate", "3")
+    command = _command(prompts, out, server, 0.05, "--rate", "3")
     proc = subprocess.Popen(
         command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -455,8 +455,11 @@ def models(**kwargs: Any) -> None:
 _ARGV: list[str] = []
 
 
-def _exit_interrupted(signum: int, frame: object) -> None:
-    os._exit(EXIT_INTERRUPTED)
+def _exit_now(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def run(argv: list[str]) -> None:
@@ -466,7 +469,10 @@ def run(argv: list[str]) -> None:
         cli.main(args=argv, prog_name="veo-async")
     except SystemExit as exc:
         if exc.code == EXIT_INTERRUPTED:
-            # Already stopping after a Ctrl-C: another one during shutdown exits at once
-            # with the same status instead of a KeyboardInterrupt traceback.
-            signal.signal(signal.SIGINT, _exit_interrupted)
+            # Interrupted, and everything is recorded: leave now. Interpreter shutdown resets
+            # signal handlers, so another Ctrl-C during it would end the process "killed by
+            # SIGINT" instead of with status 130.
+            _exit_now(EXIT_INTERRUPTED)
         raise
+    except KeyboardInterrupt:
+        _exit_now(EXIT_INTERRUPTED)

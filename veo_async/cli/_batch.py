@@ -16,10 +16,12 @@ next run); a second one cancels at once. Either way every journal write is a tra
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -212,6 +214,9 @@ def _prepare(
         if problem is not None:
             journal.record_file_lost(row.line, problem)
             plan.notes.append(f"{options.source}:{row.line}: {problem}; downloading it again")
+    removed = _remove_stale_parts(journal.folder)
+    if removed:
+        plan.notes.append(f"removed {removed} partial download(s) left by an interrupted run")
     wanted = {item.line for item in inputs}
     for row in journal.rows():
         if row.line not in wanted:
@@ -229,6 +234,21 @@ def _prepare(
             assert row.generation_id is not None
             plan.track.append((item, row.generation_id))
     return plan
+
+
+#: Temporary files of the downloader (``.<name>.<hex>.part``) for this command's video names.
+_STALE_PART = re.compile(r"^\.\d{4,}-[A-Za-z0-9._-]*\.mp4\.[0-9a-f]+\.part$")
+
+
+def _remove_stale_parts(folder: Path) -> int:
+    """Delete partial downloads a killed run left behind (the journal lock is held)."""
+    removed = 0
+    for path in folder.glob(".*.part"):
+        if _STALE_PART.match(path.name):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _check_file(folder: Path, row: JournalRow) -> str | None:
