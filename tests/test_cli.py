@@ -410,3 +410,19 @@ def test_emulated_batch_rerun_resubmits_what_the_old_emulator_had(tmp_path: Path
     assert result.exit_code == 0, result.stderr
     entries = _manifest(out)
     assert entries[0]["previous_generation_ids"] and entries[0]["state"] == "downloaded"
+
+
+def test_live_displays_render(capsys: pytest.CaptureFixture[str]) -> None:
+    """The rich progress bar and status line (TTY mode) render counts without errors."""
+    from veo_async._engine import BatchCounts
+    from veo_async._models import Generation
+    from veo_async.cli._batch import RunStats, _Display
+    from veo_async.cli._single import StatusLine
+
+    stats = RunStats(counts=BatchCounts(submitted=2, running=1, done=1), downloaded=1)
+    with _Display(stats, 2, live=True, interval=1.0) as display:
+        display.refresh()
+    with StatusLine(live=True) as line:
+        line.update(Generation.model_validate({"id": "g-1", "status": "generating"}))
+    err = capsys.readouterr().err
+    assert "submitted 2, running 1, done 1" in err
