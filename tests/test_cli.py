@@ -17,7 +17,6 @@ from click.testing import CliRunner, Result
 from veo_async._journal import Journal, JournalState
 from veo_async.cli import main
 from veo_async.cli._app import cli
-from veo_async.cli._common import ScaledPollPolicy
 from veo_async.emulator import EmulatorConfig, EmulatorServer, sample_video
 
 SAMPLE_SHA = hashlib.sha256(sample_video()).hexdigest()
@@ -106,13 +105,20 @@ def test_emulator_subcommand_passes_arguments_through() -> None:
     assert result.exit_code == 2
 
 
-def test_scaled_poll_policy_scales_once() -> None:
-    """The emulator poll policy scales priors and intervals exactly once."""
-    policy = ScaledPollPolicy(scale=0.02)
-    assert policy.first_delay(45.0) == pytest.approx(0.81)
-    assert policy.after_queued(45.0) == pytest.approx(0.81)
-    assert policy.next_delay(0.1, 45.0, 0) == pytest.approx(0.71)
-    assert policy.next_delay(0.9, 45.0, 1) == pytest.approx(0.06)
+def test_time_scale_option_reaches_the_client() -> None:
+    """--time-scale sets the client's time scale, so polls match a compressed emulator."""
+    import anyio
+
+    from veo_async.cli._common import Settings, open_client
+
+    async def scale_of(settings: Settings) -> float:
+        async with open_client(settings) as client:
+            return client.poll_policy.time_scale
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIMLAPI_KEY", "k")
+        assert anyio.run(scale_of, Settings(base_url="http://127.0.0.1:1", time_scale=0.05)) == 0.05
+    assert anyio.run(scale_of, Settings(emulate=True)) == 0.02
 
 
 # --------------------------------------------------------------------------- generate

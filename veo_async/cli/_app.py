@@ -431,7 +431,7 @@ def emulator(args: Sequence[str]) -> None:
     except ImportError:
         echo_err("error: the emulator needs its extra: pip install 'veo-async[emulator]'")
         sys.exit(EXIT_USAGE)
-    sys.exit(emulator_main(list(args)))
+    sys.exit(emulator_main(list(args), prog="veo-async emulator"))
 
 
 @cli.command()

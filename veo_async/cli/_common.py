@@ -15,7 +15,6 @@ import click
 
 from .._client import ENDPOINTS, AsyncVeoClient, Endpoint
 from .._exceptions import ConfigurationError
-from .._polling import PollPolicy
 
 __all__ = [
     "EXIT_FAILED",
@@ -23,7 +22,6 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "CliError",
-    "ScaledPollPolicy",
     "Settings",
     "common_options",
     "echo_err",
@@ -50,63 +48,6 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
-
-
-@dataclass
-class ScaledPollPolicy(PollPolicy):
-    """The adaptive poll policy for a server whose clock runs ``scale`` times real time.
-
-    An emulator with ``time_scale=0.02`` finishes a 45 s job in 0.9 s; polling it with the
-    real-time priors would wait 40 s for the first look. Every prior (``prior_seconds``) and
-    every interval is scaled; elapsed times are real already.
-    """
-
-    scale: float = 1.0
-    _nested: bool = field(default=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.interval *= self.scale
-        self.min_interval = max(0.01, self.min_interval * self.scale)
-        self.max_interval = max(self.min_interval, self.max_interval * self.scale)
-        self.queued_grace *= self.scale
-        super().__post_init__()
-
-    def _prior(self, prior_seconds: float) -> float:
-        # Public methods call each other (next_delay -> first_delay): scale only once.
-        return prior_seconds if self._nested else prior_seconds * self.scale
-
-    def _call(self, method: Callable[..., float], *args: float) -> float:
-        if self._nested:
-            return method(*args)
-        self._nested = True
-        try:
-            return method(*args)
-        finally:
-            self._nested = False
-
-    def observe(self, seconds_to_complete: float, prior_seconds: float = 45.0) -> None:
-        """Record a completion (the prior scaled to the server's clock)."""
-        super().observe(seconds_to_complete, self._prior(prior_seconds))
-
-    def expected(self, prior_seconds: float) -> float:
-        """The expected duration on the server's clock."""
-        return self._call(super().expected, self._prior(prior_seconds))
-
-    def first_delay(self, prior_seconds: float) -> float:
-        """Seconds to the first poll, on the server's clock."""
-        return self._call(super().first_delay, self._prior(prior_seconds))
-
-    def step(self, prior_seconds: float) -> float:
-        """The regular step between polls, on the server's clock."""
-        return self._call(super().step, self._prior(prior_seconds))
-
-    def next_delay(self, elapsed: float, prior_seconds: float, polls: int) -> float:
-        """Seconds to the next poll, on the server's clock."""
-        return self._call(super().next_delay, elapsed, self._prior(prior_seconds), polls)
-
-    def after_queued(self, prior_seconds: float) -> float:
-        """Seconds to the next poll of a queued job, on the server's clock."""
-        return self._call(super().after_queued, self._prior(prior_seconds))
 
 
 @dataclass
@@ -232,24 +173,19 @@ async def open_client(settings: Settings) -> AsyncIterator[AsyncVeoClient]:
             ) from None
         scale = settings.time_scale or DEFAULT_EMULATE_TIME_SCALE
         try:
-            context = emulated(
-                time_scale=scale,
-                endpoint=settings.endpoint,
-                poll_policy=ScaledPollPolicy(scale=scale),
-            )
+            context = emulated(time_scale=scale, endpoint=settings.endpoint)
             async with context as service:
                 yield service.client
         except ImportError as exc:
             raise CliError(f"--emulate is not available: {exc}") from None
         return
     key = read_api_key(settings.api_key_file)
-    policy = ScaledPollPolicy(scale=settings.time_scale) if settings.time_scale else None
     try:
         client = AsyncVeoClient(
             key,
             base_url=settings.base_url,
             endpoint=settings.endpoint,
-            poll_policy=policy,
+            time_scale=settings.time_scale,
         )
     except ConfigurationError as exc:
         raise CliError(str(exc)) from None

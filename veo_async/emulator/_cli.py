@@ -128,9 +128,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig.model_validate(data)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m veo_async.emulator") -> int:
     """Run the emulator command line; returns the exit status."""
-    parser = build_parser()
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
