@@ -57,6 +57,7 @@ from __future__ import annotations
 import enum
 import heapq
 import math
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ from ._exceptions import (
 from ._models import Generation, GenerationStatus, VideoRequest, coerce_request
 from ._polling import PollPolicy, QueueModel
 from ._ratelimit import RateGovernor
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._client import AsyncVeoClient
@@ -239,6 +243,18 @@ _TRACKING = 1
 _FINISHED = 2
 _DEFAULT_PRIOR = 45.0
 _IN_QUEUE = frozenset({GenerationStatus.QUEUED, GenerationStatus.WAITING})
+
+
+def _other_leaves(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:
+    """Whether ``group`` holds anything but ``exc`` and cancellations."""
+    cancelled = anyio.get_cancelled_exc_class()
+    for leaf in group.exceptions:
+        if isinstance(leaf, BaseExceptionGroup):
+            if _other_leaves(leaf, exc):
+                return True
+        elif leaf is not exc and not isinstance(leaf, cancelled):
+            return True
+    return False
 
 
 class _Job:
@@ -431,6 +447,12 @@ class Batch:
             outer.cancel_scope.cancel()
         try:
             suppress = await outer.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The tasks never raise (they record fatal errors), so a group can only wrap the
+            # exception of the ``async with`` body, plus cancellations: let that one through.
+            if exc is not None and not _other_leaves(group, exc):
+                return False
+            raise
         finally:
             if self._recv is not None:
                 self._recv.close()

@@ -122,11 +122,11 @@ class PollPolicy:
     queue_aware: bool = True
     queued_grace: float = 10.0
     time_scale: float = 1.0
-    _samples: deque[float] = field(default_factory=deque, repr=False)
-    _priors: deque[float] = field(default_factory=deque, repr=False)
-    _fitted: Schedule | None = field(default=None, repr=False)
-    _fitted_at: int = field(default=0, repr=False)
-    _seen: int = field(default=0, repr=False)
+    _samples: deque[float] = field(default_factory=deque, init=False, repr=False)
+    _priors: deque[float] = field(default_factory=deque, init=False, repr=False)
+    _fitted: Schedule | None = field(default=None, init=False, repr=False)
+    _fitted_at: int = field(default=0, init=False, repr=False)
+    _seen: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.min_interval <= 0 or self.max_interval < self.min_interval:

@@ -112,8 +112,8 @@ class RateGovernor:
                 if rate is None:
                     break
                 self._refill(now, rate)
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                if self._tokens >= 1.0 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     break
                 held = True
                 await _timing.sleep((1.0 - self._tokens) / rate)
