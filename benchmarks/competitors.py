@@ -32,6 +32,7 @@ emulator's ``time_scale``, before sleeping):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import resource
@@ -111,7 +112,12 @@ class WorkerResult:
 
 
 def _rss_bytes() -> int:
-    # ru_maxrss is in kilobytes on Linux.
+    """Peak RSS of this process image: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``, which
+    a child inherits from the parent it was forked from)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 

@@ -129,6 +129,8 @@ def markdown(document: dict[str, Any], analysis: str | None = None) -> str:
     notes = sorted({n for c in document["cells"] for r in c["runs"] for n in r.get("notes", [])})
     if notes:
         lines += ["How veo_async was told the time scale: " + "; ".join(notes) + ".", ""]
+    if document.get("rss_note"):
+        lines += [f"Note: {document['rss_note']}.", ""]
     if analysis:
         lines += [analysis.strip(), ""]
     lines += ["## Results per scenario", ""]
@@ -222,14 +224,18 @@ def charts(document: dict[str, Any], out: Path) -> list[Path]:
     ]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
     for axis, (key, title, extra) in zip(axes.flat, panels, strict=True):
-        for name, (xs, ys) in _series(document, "limits", key).items():
+        series = _series(document, "limits", key)
+        for name, (xs, ys) in series.items():
             axis.plot(xs, ys, marker=markers.get(name, "x"), label=name)
         axis.set_xscale("log")
         extra(axis)
         axis.set_xlabel("N jobs")
         axis.set_title(title, fontsize=10)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        if series:
+            axis.legend(fontsize=8)
+        else:
+            axis.text(0.5, 0.5, "not measured in this run", ha="center", transform=axis.transAxes)
     fig.suptitle("Scaling with N (documented loop extrapolated from a sample)")
     fig.tight_layout()
     second = out / "scaling.png"

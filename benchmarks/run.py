@@ -80,8 +80,11 @@ def default_plan() -> list[Cell]:
     for condition in ("limits", "rate_limited", "faults"):
         cells.append(Cell(condition, 100, 0.05, list(COMPETITORS), documented_sample=4))
         cells.append(Cell(condition, 1000, 0.015, ["gather-10s", "gather-2s", "veo_async"]))
-        cells.append(Cell(condition, 10_000, 0.0025, ["gather-10s", "veo_async"]))
-    cells.append(Cell("poller", 100_000, 0.5, ["gather-10s", "veo_async"]))
+        # gather-* already fails every job at N = 1,000 (httpx pool/connect timeouts) and at
+        # 10,000 does not even stop at its deadline (its pool's cleanup of 10,000 waiters),
+        # so the big cells run veo_async alone.
+        cells.append(Cell(condition, 10_000, 0.0025, ["veo_async"]))
+    cells.append(Cell("poller", 100_000, 0.5, ["veo_async"]))
     return cells
 
 
@@ -257,7 +260,11 @@ def run_cell(emu: BenchEmulatorProcess, cell: Cell, log: Any) -> dict[str, Any]:
             deadline = 30.0 + 70.0 * cell.scale * count
         spec = Spec(competitor, emu.base_url, cell.scale, prompts, ids, deadline)
         tick = time.monotonic()
-        worker = _run_worker(spec, timeout=deadline + 120.0)
+        try:
+            worker = _run_worker(spec, timeout=deadline + 120.0)
+        except subprocess.TimeoutExpired:
+            print(f"  {tag}: did not stop by its deadline; killed, left out", file=log)
+            continue
         stats = emu.stats()
         figures = measure(cell, competitor, worker, stats, cell.n)
         figures["wall_s"] = time.monotonic() - tick
