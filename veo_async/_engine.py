@@ -59,6 +59,7 @@ import heapq
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -84,7 +85,7 @@ from ._polling import PollPolicy, QueueModel
 from ._ratelimit import RateGovernor
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     from ._client import AsyncVeoClient
@@ -242,7 +243,7 @@ _SUBMITTING = 0
 _TRACKING = 1
 _FINISHED = 2
 _DEFAULT_PRIOR = 45.0
-_IN_QUEUE = frozenset({GenerationStatus.QUEUED, GenerationStatus.WAITING})
+_RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
 
 
 def _other_leaves(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:
@@ -264,6 +265,7 @@ class _Job:
         "anchor",
         "credits",
         "deadline",
+        "due",
         "failures",
         "gid",
         "index",
@@ -295,6 +297,7 @@ class _Job:
         self.anchor = 0.0
         self.last_poll = 0.0
         self.deadline = math.inf
+        self.due = 0.0
         self.polls = 0
         self.failures = 0
         self.rank = -1
@@ -390,6 +393,7 @@ class Batch:
         self._unsubmitted: dict[int, BatchItem] = {}
         self._uncertain: list[tuple[int, BatchItem]] = []
         self._ranks: list[_Job | float] = []
+        self._finish_times: deque[float] = deque(maxlen=256)
         self._heap: list[tuple[float, int, _Job]] = []
         self._pushes = 0
         self._sem = anyio.Semaphore(max_concurrency)
@@ -659,6 +663,7 @@ class Batch:
         if reason is not None:
             self._stop(reason)
             return
+        await self._polls_first()
         await self._sem.acquire()
         try:
             if self._limiter is not None:
@@ -677,6 +682,17 @@ class Batch:
         tg = self._tg
         assert tg is not None
         tg.start_soon(self._create, job, item)
+
+    async def _polls_first(self) -> None:
+        """Polls that are due go before new creates (detection delay over submission speed)."""
+        heap = self._heap
+        while (
+            heap
+            and not self._stopping
+            and heap[0][0] <= _timing.monotonic()
+            and not _timing.waiting_disabled()
+        ):
+            await self._feed_wait()  # the dispatcher wakes us when nothing is due
 
     async def _guard(self) -> str | None:
         """Wait until the cost guard allows one more create; return a stop reason if never."""
@@ -850,6 +866,7 @@ class Batch:
             ev.set()
 
     async def _sleep_until(self, delay: float | None, at: float) -> None:
+        self._feed_wake()  # nothing due: creates may go
         ev = self._wake_ev = anyio.Event()
         self._wake_at = at
         if delay is None:
@@ -872,8 +889,23 @@ class Batch:
             slot = self._ranks[before]
             freed = slot if isinstance(slot, float) else slot.anchor + policy.expected(slot.prior)
             if freed > job.anchor:
-                job.anchor = freed
+                # Never later than when every job ahead of it will have finished at the
+                # throughput seen so far (guards against an underestimated concurrency, a
+                # non-FIFO server or slots taken by someone else).
+                rate = self._throughput()
+                if rate > 0:
+                    ahead = max(1, job.rank - queue.done)
+                    freed = min(freed, max(now, job.anchor) + ahead / rate)
+                job.anchor = max(job.anchor, freed)
         return max(now, job.anchor + policy.first_delay(job.prior))
+
+    def _throughput(self) -> float:
+        """Jobs finished per second over the recent finishes (0 when unknown)."""
+        times = self._finish_times
+        if len(times) < 8:
+            return 0.0
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0 else 0.0
 
     async def _dispatch(self) -> None:
         heap = self._heap
@@ -905,6 +937,7 @@ class Batch:
                 except BaseException:
                     self._sem.release()
                     raise
+                job.due = due
                 tg = self._tg
                 assert tg is not None
                 tg.start_soon(self._poll, job)
@@ -952,15 +985,21 @@ class Batch:
         queue = self._queue
         if generation.is_terminal:
             if status is GenerationStatus.COMPLETED and not job.resumed and self.policy.learn:
-                gap = now - (job.last_poll if job.polls > 1 else job.anchor)
+                # Completed in (previous poll, this poll]. A late poll (a busy event loop, a
+                # rate limit) must not teach the policy that jobs are slow, or the first poll
+                # would drift later and later: take the planned time as the upper end. (A
+                # low bias corrects itself: polls come early, find jobs running, and those
+                # observations are later.) Found done at the first poll: half a step before.
                 half_step = 0.5 * self.policy.step(job.prior)
-                estimate = now - min(0.5 * gap, half_step) - job.anchor
-                self.policy.observe(estimate, job.prior)
+                upper = min(now, job.due)
+                lower = job.last_poll if job.polls > 1 else upper - 2 * half_step
+                lower = max(lower, job.anchor)
+                self.policy.observe(0.5 * (lower + upper) - job.anchor, job.prior)
             if queue is not None:
                 queue.saw_started(job.rank)
             self._finish(job, generation)
             return
-        if status in _IN_QUEUE:
+        if status is GenerationStatus.QUEUED:
             if queue is not None:
                 waited = now - job.submitted
                 queue.saw_queued(job.rank, waited)
@@ -968,7 +1007,7 @@ class Batch:
                     job.queued_seen = True
                     job.started = False
                     job.anchor = max(job.anchor, now)
-        elif not job.started:
+        elif status in _RUNNING and not job.started:
             if job.queued_seen or job.anchor > now:
                 job.anchor = min(now, max(job.last_poll, 0.5 * (job.last_poll + now)))
             job.started = True
@@ -1038,6 +1077,7 @@ class Batch:
         if self._queue is not None and job.rank >= 0:
             self._queue.finished()
             self._ranks[job.rank] = now
+            self._finish_times.append(now)
         self._event(job.index, JobEvent.SUCCEEDED if error is None else JobEvent.FAILED, generation)
         self._emit(
             BatchResult(

@@ -9,8 +9,12 @@ It does three things, all free when unused (no lock, no sleep, a deque append):
   requests over the last ``window`` seconds (what the server let through), and requests are
   then released one at a time at that rate (bucket of one token), so the requests that were
   waiting do not all fire at once when the pause ends. While requests are actually held back by
-  the learned rate, it grows by ``recovery`` per second (``slow_recovery`` once within 5% of
-  the rate at which the last 429 came), probing back up to the server's limit.
+  the learned rate, it grows by a factor ``1 + recovery`` per successful request
+  (``slow_recovery`` once within 5% of the rate at which the last 429 came), probing back up to
+  the server's limit. Counting in requests, not seconds, makes recovery independent of the time
+  scale: at 10 requests/s the default is about 3% per second. The learned
+  rate never drops below ``relative_floor`` times the rate that flowed before the first 429,
+  so occasional 429s from a flaky gateway cost a pause each, not the whole throughput.
 
 A 429 for a request that was *sent before* the governor reacted to an earlier 429 belongs to the
 same burst: it extends the pause if needed but does not lower the rate again. ``bursts`` counts
@@ -42,9 +46,10 @@ class RateGovernor:
         *,
         burst: int | None = None,
         window: float = 4.0,
-        recovery: float = 0.04,
-        slow_recovery: float = 0.005,
+        recovery: float = 0.003,
+        slow_recovery: float = 0.0003,
         floor: float = 0.2,
+        relative_floor: float = 0.5,
     ) -> None:
         if requests_per_second is not None and not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
@@ -58,10 +63,13 @@ class RateGovernor:
         self.recovery = recovery
         self.slow_recovery = slow_recovery
         self.floor = floor
+        self.relative_floor = relative_floor
         #: Rate learned from 429s (requests per second), or ``None``.
         self.learned_rate: float | None = None
-        #: The success rate measured when the last 429 came.
+        #: The success rate measured at the first 429 (before any pacing).
         self.ceiling: float | None = None
+        #: The rate in force when the last 429 came (recovery slows down near it).
+        self.last_hit: float | None = None
         self._tokens = self._configured_burst
         self._last_refill = _timing.monotonic()
         self._pause_until = 0.0
@@ -138,8 +146,9 @@ class RateGovernor:
         self._reacted_at = now
         ok_rate = self._ok_rate(now)
         current = self.rate
+        if self.learned_rate is None and ok_rate > 0:
+            self.ceiling = ok_rate  # what flowed unthrottled: the reference for the floor
         if ok_rate > 0:
-            self.ceiling = ok_rate
             new = 0.9 * ok_rate
             if current is not None:
                 new = min(new, 0.9 * current)
@@ -147,6 +156,10 @@ class RateGovernor:
             new = 0.5 * current
         else:
             new = 1.0
+        self.last_hit = current if current is not None else ok_rate or None
+        if self.ceiling:
+            # isolated 429s (a flaky gateway) must not ratchet the rate down to nothing
+            new = max(new, self.relative_floor * self.ceiling)
         self.learned_rate = max(self.floor, new)
         self._tokens = min(self._tokens, 1.0)
         self._last_growth = now
@@ -162,13 +175,12 @@ class RateGovernor:
         learned = self.learned_rate
         if learned is None:
             return
-        dt = now - self._last_growth
         self._last_growth = now
-        if not self._held or dt <= 0:
+        if not self._held:
             return
-        ceiling = self.ceiling
-        step = self.slow_recovery if ceiling and learned >= 0.95 * ceiling else self.recovery
-        self.learned_rate = learned * (1.0 + step * min(dt, 1.0))
+        hit = self.last_hit
+        step = self.slow_recovery if hit and learned >= 0.95 * hit else self.recovery
+        self.learned_rate = learned * (1.0 + step)
 
     def _refill(self, now: float, rate: float) -> None:
         elapsed = max(now - self._last_refill, 0.0)
