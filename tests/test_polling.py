@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -147,7 +148,7 @@ def test_fixed_interval_policy_is_constant() -> None:
         {"time_scale": 0},
     ],
 )
-def test_invalid_settings_are_rejected(kwargs: dict[str, float]) -> None:
+def test_invalid_settings_are_rejected(kwargs: dict[str, Any]) -> None:
     """Settings that cannot work raise ValueError."""
     with pytest.raises(ValueError):
         PollPolicy(**kwargs)
