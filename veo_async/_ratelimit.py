@@ -13,8 +13,9 @@ It does three things, all free when unused (no lock, no sleep, a deque append):
   (``slow_recovery`` once within 5% of the rate at which the last 429 came), probing back up to
   the server's limit. Counting in requests, not seconds, makes recovery independent of the time
   scale: at 10 requests/s the default is about 3% per second. The learned
-  rate never drops below ``relative_floor`` times the rate that flowed before the first 429,
-  so occasional 429s from a flaky gateway cost a pause each, not the whole throughput.
+  rate never drops below ``relative_floor`` times the rate that flowed before the first 429
+  (off by default). Occasional 429s from a flaky gateway cost a pause and a 10% cut each, which
+  the per-request recovery wins back within a few dozen requests.
 
 A 429 for a request that was *sent before* the governor reacted to an earlier 429 belongs to the
 same burst: it extends the pause if needed but does not lower the rate again. ``bursts`` counts
@@ -49,7 +50,7 @@ class RateGovernor:
         recovery: float = 0.003,
         slow_recovery: float = 0.0003,
         floor: float = 0.2,
-        relative_floor: float = 0.5,
+        relative_floor: float = 0.0,
     ) -> None:
         if requests_per_second is not None and not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
@@ -79,6 +80,7 @@ class RateGovernor:
         self._lock = anyio.Lock()
         self._ok: collections.deque[float] = collections.deque()
         self._first_ok: float | None = None
+        self._ok_since_reaction = 0
         self.rate_limited = 0
         self.rate_limited_after_reaction = 0
         self.bursts = 0
@@ -143,8 +145,12 @@ class RateGovernor:
         if self.bursts:
             self.rate_limited_after_reaction += 1
         self.bursts += 1
-        self._reacted_at = now
         ok_rate = self._ok_rate(now)
+        since = now - self._reacted_at
+        if self._ok_since_reaction >= 5 and 0 < since < math.inf:
+            # what the server let through while we were pacing: the best estimate of its limit
+            ok_rate = self._ok_since_reaction / since
+        self._ok_since_reaction = 0
         current = self.rate
         if self.learned_rate is None and ok_rate > 0:
             self.ceiling = ok_rate  # what flowed unthrottled: the reference for the floor
@@ -161,6 +167,7 @@ class RateGovernor:
             # isolated 429s (a flaky gateway) must not ratchet the rate down to nothing
             new = max(new, self.relative_floor * self.ceiling)
         self.learned_rate = max(self.floor, new)
+        self._reacted_at = now
         self._tokens = min(self._tokens, 1.0)
         self._last_growth = now
 
@@ -168,6 +175,7 @@ class RateGovernor:
         """A request succeeded: count it; grow a learned rate that is holding requests back."""
         now = _timing.monotonic()
         self._ok.append(now)
+        self._ok_since_reaction += 1
         if self._first_ok is None:
             self._first_ok = now
         if len(self._ok) > 4096:
