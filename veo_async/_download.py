@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,16 +148,32 @@ async def _download_once(
         digest = hashlib.sha256()
         size = 0
         async with await anyio.open_file(tmp, "xb") as fh:
-            async for chunk in _raw_chunks(response):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DownloadIntegrityError(f"video exceeds the {max_bytes}-byte cap", url=url)
-                if declared is not None and size > declared:
-                    raise DownloadIntegrityError(
-                        f"body longer than its Content-Length ({declared})", url=url
-                    )
-                digest.update(chunk)
-                await fh.write(chunk)
+            try:
+                # aclosing: a body abandoned early (cap, bad length) is closed now, not by GC
+                async with contextlib.aclosing(_raw_chunks(response)) as chunks:
+                    async for chunk in chunks:
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise DownloadIntegrityError(
+                                f"video exceeds the {max_bytes}-byte cap", url=url
+                            )
+                        if declared is not None and size > declared:
+                            raise DownloadIntegrityError(
+                                f"body longer than its Content-Length ({declared})", url=url
+                            )
+                        digest.update(chunk)
+                        await fh.write(chunk)
+            except httpx.TransportError as exc:
+                # over a real socket a short body shows up as a broken connection
+                if declared is not None and size < declared:
+                    raise _Transient(
+                        DownloadIntegrityError(
+                            f"truncated download: got {size} of {declared} bytes "
+                            f"({type(exc).__name__})",
+                            url=url,
+                        )
+                    ) from exc
+                raise
             await fh.flush()
             await anyio.to_thread.run_sync(os.fsync, fh.wrapped.fileno())
         if declared is not None and size != declared:
@@ -178,13 +194,19 @@ async def _download_once(
             await anyio.to_thread.run_sync(_unlink_quietly, tmp)
 
 
-async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """The body as sent (no content decoding, so it matches Content-Length)."""
     if response.is_stream_consumed:  # a transport that preloaded the body (MockTransport)
         yield response.content
         return
-    async for chunk in response.aiter_raw(_CHUNK):
-        yield chunk
+    raw = response.aiter_raw(_CHUNK)
+    try:
+        async for chunk in raw:
+            yield chunk
+    finally:
+        aclose = getattr(raw, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _move_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
