@@ -232,9 +232,11 @@ class AsyncVeoClient:
     # ------------------------------------------------------------------ lifecycle
 
     def __repr__(self) -> str:
+        # getattr: repr must work on a half-built client too (tracebacks with locals)
+        base_url = getattr(self, "base_url", None)
         return (
-            f"AsyncVeoClient(base_url={str(self.base_url)!r}, endpoint={self.endpoint!r}, "
-            f"api_key='**********')"
+            f"AsyncVeoClient(base_url={str(base_url)!r}, "
+            f"endpoint={getattr(self, 'endpoint', None)!r}, api_key='**********')"
         )
 
     async def __aenter__(self) -> AsyncVeoClient:
