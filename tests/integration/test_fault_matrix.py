@@ -756,10 +756,11 @@ async def test_credit_budget_with_estimate_under_faults(emu: EmulatorServer) -> 
     strict=True,
     raises=TimeoutError,
     reason="SDK bug (veo_async/_ratelimit.py): a 429 before any success sets the learned rate "
-    "to 1 request/s, and every later 429 multiplies it by 0.9 (or 0.5) down to the 0.2 rps "
-    "floor, recovering only 4%/s. Against 429s that do not depend on the rate (random "
-    "throttling, a concurrency 429, the emulator's faults) a 40-job batch that takes ~1.5 s "
-    "with the rate kept takes minutes.",
+    "to 1 request/s; later 429s multiply it by 0.9 (0.5 without a recent success) down to the "
+    "0.2 rps floor (relative_floor is 0 by default), and it grows back only 0.3% per "
+    "successful request. Against 429s that do not depend on the rate (random throttling, a "
+    "concurrency 429, the emulator's faults) a 40-job batch that takes ~1.5 s with the rate "
+    "kept takes minutes.",
 )
 async def test_random_429s_collapse_the_default_governor(emu: EmulatorServer) -> None:
     """A 429 before the first success must not throttle a 40-job batch to ~1 request/s."""
