@@ -16,10 +16,8 @@ Usage::
     python -m benchmarks.soak             # 10,000 jobs (a few minutes on 2 cores)
     python -m benchmarks.soak --quick     # 1,000 jobs
 
-The emulator injects 429s at random, independently of the request rate, which the SDK's
-default rate governor reads as "too fast" and throttles down to 0.2 requests/s (a known issue,
-see docs/reliability.md). The soak therefore gives the client a governor with a 200 requests/s
-floor unless ``--default-governor`` is passed; the pause after each 429 is kept.
+The client runs with the SDK's default rate governor (the emulator's 429s are random, not
+rate-dependent; the governor pauses on each and keeps at least 0.3x the sustained rate).
 """
 
 from __future__ import annotations
@@ -52,7 +50,6 @@ from veo_async import (
     RetryConfig,
     VeoError,
 )
-from veo_async._ratelimit import RateGovernor
 from veo_async.emulator import EmulatorConfig, EmulatorProcess, FaultConfig
 
 KEY = "sk-SOAK-7f3a9c2e5b8d4f1a6e0c9b2d7a5f3e1c"
@@ -107,8 +104,6 @@ async def soak(args: argparse.Namespace, log_buffer: io.StringIO) -> dict[str, A
             poll_policy=PollPolicy(time_scale=args.time_scale),
             limits=httpx.Limits(max_connections=args.concurrency),
         )
-        if not args.default_governor:
-            client.governor = RateGovernor(floor=200.0)
         async with client:
             async with client.batch(
                 prompts,
@@ -181,7 +176,7 @@ async def soak(args: argparse.Namespace, log_buffer: io.StringIO) -> dict[str, A
         "time_scale": args.time_scale,
         "concurrency": args.concurrency,
         "transport": transport,
-        "governor": "default" if args.default_governor else "floor 200 rps",
+        "governor": "default",
         "elapsed_s": round(elapsed, 1),
         "results": len(results),
         "inputs_missing": args.jobs - len(by_index),
@@ -318,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-timeout", type=float, default=120.0)
     parser.add_argument("--downloads", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--default-governor", action="store_true")
     parser.add_argument("--report", type=Path, default=None, help="write Markdown figures here")
     args = parser.parse_args(argv)
     if args.jobs is None:

@@ -117,11 +117,20 @@ async def test_the_learned_rate_recovers_only_while_it_holds_requests_back(
 
 
 @pytest.mark.anyio
-async def test_a_first_429_without_history_learns_a_floor_rate(clock: FakeClock) -> None:
-    """A 429 before any success sets a conservative 1 request/s."""
+async def test_a_first_429_without_history_only_pauses(clock: FakeClock) -> None:
+    """A 429 before any success pauses but invents no rate; a later one learns from successes."""
     gov = RateGovernor()
     gov.on_rate_limited(0.5)
-    assert gov.learned_rate == 1.0 and gov.paused_seconds == pytest.approx(0.5)
+    assert gov.learned_rate is None
+    assert gov.paused_seconds == pytest.approx(0.5)
+    clock.now += 1.0
+    for _ in range(20):
+        clock.now += 0.05
+        gov.on_success(sent_at=await gov.acquire())
+    gov.on_rate_limited(0.5, sent_at=clock.now)
+    learned: float | None = gov.learned_rate
+    assert learned is not None
+    assert learned > 1.0
 
 
 @pytest.mark.anyio

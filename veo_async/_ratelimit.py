@@ -12,10 +12,12 @@ It does three things, all free when unused (no lock, no sleep, a deque append):
   the learned rate, it grows by a factor ``1 + recovery`` per successful request
   (``slow_recovery`` once within 5% of the rate at which the last 429 came), probing back up to
   the server's limit. Counting in requests, not seconds, makes recovery independent of the time
-  scale: at 10 requests/s the default is about 3% per second. The learned
-  rate never drops below ``relative_floor`` times the rate that flowed before the first 429
-  (off by default). Occasional 429s from a flaky gateway cost a pause and a 10% cut each, which
-  the per-request recovery wins back within a few dozen requests.
+  scale. The learned rate never drops below ``relative_floor`` (0.3) times the best success
+  rate the server has sustained over at least a second (``ceiling``), so 429s that do not
+  depend on the request rate (a flaky gateway, random throttling) cost a pause each but cannot
+  ratchet a batch down to a crawl, while a real limit (whose sustained rate is the limit itself,
+  or at most about twice it while a server's burst allowance lasts) is still paced below it. A
+  429 before any success only pauses: nothing is known yet about the server's rate.
 
 A 429 for a request that was *sent before* the governor reacted to an earlier 429 belongs to the
 same burst: it extends the pause if needed but does not lower the rate again. ``bursts`` counts
@@ -47,10 +49,10 @@ class RateGovernor:
         *,
         burst: int | None = None,
         window: float = 4.0,
-        recovery: float = 0.003,
-        slow_recovery: float = 0.0003,
+        recovery: float = 0.01,
+        slow_recovery: float = 0.0005,
         floor: float = 0.2,
-        relative_floor: float = 0.0,
+        relative_floor: float = 0.3,
     ) -> None:
         if requests_per_second is not None and not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
@@ -152,16 +154,28 @@ class RateGovernor:
             ok_rate = self._ok_since_reaction / since
         self._ok_since_reaction = 0
         current = self.rate
-        if self.learned_rate is None and ok_rate > 0:
-            self.ceiling = ok_rate  # what flowed unthrottled: the reference for the floor
+        if ok_rate <= 0 and current is None:
+            # Nothing has succeeded yet, so nothing is known about the server's rate: inventing
+            # one (it used to be 1 request/s) made a single early 429 throttle a whole batch for
+            # minutes. Pause only; the next 429 after some successes teaches a real rate.
+            self._reacted_at = now
+            return
+        span = now - self._first_ok if self._first_ok is not None else 0.0
+        if span >= 1.0:
+            # the best success rate sustained over at least a second: what the server has shown
+            # it lets through. Over a short span it includes a server's initial burst allowance
+            # (at most about 2x its rate after one second), hence the low ``relative_floor``.
+            self._trim(now)
+            sustained = len(self._ok) / min(span, self.window)
+            self.ceiling = max(
+                self.ceiling or 0.0, sustained
+            )  # what flowed unthrottled: the reference for the floor
         if ok_rate > 0:
             new = 0.9 * ok_rate
             if current is not None:
                 new = min(new, 0.9 * current)
-        elif current is not None:
-            new = 0.5 * current
         else:
-            new = 1.0
+            new = 0.5 * current  # type: ignore[operator]
         self.last_hit = current if current is not None else ok_rate or None
         if self.ceiling:
             # isolated 429s (a flaky gateway) must not ratchet the rate down to nothing
