@@ -665,3 +665,44 @@ async def test_sent_body_matches_provider_schema(
     ) as c:
         await c.submit(prompt="A lighthouse in a storm", model=model, **fields)
     jsonschema.validate(json.loads(route.calls.last.request.content), schema)
+
+
+async def test_time_scale_scales_computed_backoff_not_retry_after(
+    mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With time_scale, computed backoffs shrink by the scale; a server's Retry-After does not."""
+    from veo_async import _timing
+
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(_timing, "sleep", fake_sleep)
+    mock.get(UNIVERSAL).mock(
+        side_effect=[
+            httpx.Response(502),
+            httpx.Response(429, headers={"Retry-After": "0.25"}),
+            httpx.Response(200, json=done()),
+        ]
+    )
+    retry = RetryConfig(initial_backoff=10.0, max_backoff=10.0)
+    async with AsyncVeoClient(
+        KEY, base_url=BASE, time_scale=0.01, retry=retry, fast_transport=False
+    ) as c:
+        assert (await c.get("gen-1")).succeeded
+        assert c.governor.paused_seconds == pytest.approx(0.25, abs=0.05)
+    assert len(slept) >= 1
+    assert 0.05 <= slept[0] <= 0.1  # 5-10 s of backoff, at 1/100 time
+
+
+def test_time_scale_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """VEO_ASYNC_TIME_SCALE sets the scale; garbage or zero is a ConfigurationError."""
+    monkeypatch.setenv("VEO_ASYNC_TIME_SCALE", "0.02")
+    assert AsyncVeoClient(KEY, base_url=BASE).poll_policy.time_scale == 0.02
+    monkeypatch.setenv("VEO_ASYNC_TIME_SCALE", "fast")
+    with pytest.raises(ConfigurationError, match="VEO_ASYNC_TIME_SCALE"):
+        AsyncVeoClient(KEY, base_url=BASE)
+    monkeypatch.delenv("VEO_ASYNC_TIME_SCALE")
+    with pytest.raises(ConfigurationError, match="time_scale"):
+        AsyncVeoClient(KEY, base_url=BASE, time_scale=0)

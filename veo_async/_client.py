@@ -147,8 +147,9 @@ class AsyncVeoClient:
     * ``requests_per_second``: an optional client-side rate shared by every request.
     * ``poll_policy``: the default :class:`PollPolicy` for ``wait`` and batches.
     * ``time_scale``: real seconds per service second, for a time-compressed emulator (falls
-      back to the ``VEO_ASYNC_TIME_SCALE`` environment variable, then 1.0). It sets the default
-      poll policy's scale, so poll timing matches the emulator's ``--time-scale``.
+      back to the ``VEO_ASYNC_TIME_SCALE`` environment variable, then 1.0). It scales the default
+      poll policy and the computed retry backoffs (a server's ``Retry-After`` is used as given),
+      so the SDK's timing matches the emulator's ``--time-scale``.
     * ``fast_transport``: use the aiohttp transport for httpx when installed
       (``pip install 'veo-async[fast]'``) and running on asyncio; ``None`` means "when
       available", ``False`` never.
@@ -358,15 +359,16 @@ class AsyncVeoClient:
                 rate_limited += 1
                 if rate_limited > max(self.retry.max_attempts, 1) * 4:
                     raise error
-                delay = backoff_delay(
-                    rate_limited, self.retry, retry_after=error.retry_after, rng=self._rng
-                )
+                if error.retry_after is not None:  # the server's own clock: as given
+                    delay = backoff_delay(rate_limited, self.retry, retry_after=error.retry_after)
+                else:
+                    delay = backoff_delay(rate_limited, self.retry, rng=self._rng) * self.time_scale
                 self.governor.on_rate_limited(delay, sent_at=sent_at)
                 attempt -= 1  # waiting out a rate limit does not use up an attempt
                 continue
             if attempt >= self.retry.max_attempts:
                 raise error
-            await _timing.sleep(backoff_delay(attempt, self.retry, rng=self._rng))
+            await _timing.sleep(backoff_delay(attempt, self.retry, rng=self._rng) * self.time_scale)
 
     def _connection_error(self, exc: httpx.TransportError, method: str, url: httpx.URL) -> VeoError:
         not_sent = _request_not_sent(exc)
@@ -634,6 +636,7 @@ class AsyncVeoClient:
             timeout=self.timeout,
             retry=self.retry,
             api_host=self.base_url.host,
+            time_scale=self.time_scale,
         )
 
     # ------------------------------------------------------------------ many jobs

@@ -77,6 +77,7 @@ async def download_video(
     timeout: httpx.Timeout,
     retry: RetryConfig,
     api_host: str | None = None,
+    time_scale: float = 1.0,
 ) -> DownloadedVideo:
     """Download ``url`` to ``target`` safely, retrying transient failures; see module doc."""
     parsed = httpx.URL(url)
@@ -103,7 +104,7 @@ async def download_video(
                     url=url,
                 ) from exc
             logger.debug("download attempt %d failed: %s", attempt, exc)
-            await _timing.sleep(backoff_delay(attempt, retry))
+            await _timing.sleep(backoff_delay(attempt, retry) * time_scale)
 
 
 class _Transient(Exception):
