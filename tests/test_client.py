@@ -706,3 +706,15 @@ def test_time_scale_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VEO_ASYNC_TIME_SCALE")
     with pytest.raises(ConfigurationError, match="time_scale"):
         AsyncVeoClient(KEY, base_url=BASE, time_scale=0)
+
+
+async def test_empty_generation_id_is_a_typed_error(
+    mock: respx.MockRouter, client: AsyncVeoClient
+) -> None:
+    """get('') / wait('  ') raise RequestValidationError (a ValueError) and send nothing."""
+    route = mock.get(UNIVERSAL).respond(200, json=done())
+    with pytest.raises(RequestValidationError, match="generation id"):
+        await client.get("")
+    with pytest.raises(ValueError, match="generation id"):
+        await client.wait("   ")
+    assert not route.called

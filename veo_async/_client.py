@@ -36,6 +36,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RequestValidationError,
     ServerError,
     VeoError,
     WaitTimeoutError,
@@ -664,5 +665,8 @@ class AsyncVeoClient:
 
 def _check_id(generation_id: str) -> str:
     if not isinstance(generation_id, str) or not generation_id.strip():
-        raise ValueError(f"a generation id must be a non-empty string, got {generation_id!r}")
+        raise RequestValidationError(
+            f"a generation id must be a non-empty string, got {generation_id!r}",
+            errors=[{"field": "generation_id", "message": "must be a non-empty string"}],
+        )
     return generation_id.strip()
