@@ -208,3 +208,18 @@ def test_queue_model_without_any_started_job_predicts_nothing() -> None:
     model = QueueModel(grace=1)
     model.saw_queued(0, waited=5)
     assert model.saturated and model.concurrency is None and model.predecessor(3) is None
+
+
+def test_a_rate_bound_first_poll_waits_for_most_jobs_to_be_done() -> None:
+    """Rate-bound, the first poll is at ``bound_quantile`` of the observed durations (or the
+    expected duration before any): almost every job then needs a single status request."""
+    policy = PollPolicy(bound_quantile=0.9)
+    assert policy.first_delay(45.0, rate_bound=True) == pytest.approx(45.0)
+    assert policy.first_delay(45.0) == pytest.approx(0.9 * 45.0)
+    for i in range(100):
+        policy.observe(40.0 + 0.1 * i, 45.0)  # 40 .. 49.9 s
+    bound = policy.first_delay(45.0, rate_bound=True)
+    assert bound == pytest.approx(49.0, abs=0.2)
+    assert policy.first_delay(45.0) < bound
+    with pytest.raises(ValueError, match="bound_quantile"):
+        PollPolicy(bound_quantile=1.5)

@@ -221,7 +221,7 @@ class AsyncVeoClient:
         self.time_scale = time_scale
         self.poll_policy = poll_policy or PollPolicy(time_scale=time_scale)
         self.max_download_bytes = max_download_bytes
-        self.governor = RateGovernor(requests_per_second)
+        self.governor = RateGovernor(requests_per_second, time_scale=time_scale)
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100)
         self._user_http = http_client
         self._http: httpx.AsyncClient | None = http_client
@@ -344,6 +344,9 @@ class AsyncVeoClient:
                     _timing.monotonic() - started,
                 )
                 return generation
+            if isinstance(error, APIStatusError) and not isinstance(error, RateLimitError):
+                # the server's limiter admitted it (a 5xx or 4xx is still an answer)
+                self.governor.on_success(sent_at=sent_at)
             decision = decide(error, is_create=is_create, config=self.retry)
             logger.debug("%s %s failed (attempt %d): %s", method, self.path, attempt, error)
             if decision is RetryDecision.OUTCOME_UNKNOWN:

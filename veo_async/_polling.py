@@ -51,6 +51,8 @@ class Schedule:
     step: float
     tail: float
     median: float | None = None
+    bound: float | None = None
+    """The first poll while rate-bound (``PollPolicy.bound_quantile``)."""
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -103,6 +105,10 @@ class PollPolicy:
     * ``queue_aware``: use the batch's :class:`QueueModel` (see the module docstring);
       ``queued_grace``: seconds after submission beyond which ``queued`` means "waiting for a
       server slot" rather than the normal short queue before a start.
+    * ``bound_quantile``: when the batch is *rate-bound* (the rate governor is holding
+      requests back, so every status request delays every other request), the first poll is
+      no earlier than this quantile of the observed durations (before any are observed: the
+      expected duration itself), so nearly every job costs a single status request.
     * ``time_scale``: real seconds per service second. Every duration above (and the
       ``prior_seconds`` passed in) is in service seconds, every argument and result of the
       methods in real seconds; set it to the emulator's ``time_scale`` when testing against a
@@ -121,6 +127,7 @@ class PollPolicy:
     window: int = 256
     queue_aware: bool = True
     queued_grace: float = 10.0
+    bound_quantile: float = 0.9
     time_scale: float = 1.0
     _samples: deque[float] = field(default_factory=deque, init=False, repr=False)
     _priors: deque[float] = field(default_factory=deque, init=False, repr=False)
@@ -137,6 +144,8 @@ class PollPolicy:
             raise ValueError("time_scale must be positive")
         if self.backoff < 1 or self.delay_weight < 0:
             raise ValueError("backoff must be >= 1 and delay_weight >= 0")
+        if not 0 <= self.bound_quantile <= 1:
+            raise ValueError("bound_quantile must be between 0 and 1")
 
     # ------------------------------------------------------------------ learning
 
@@ -189,7 +198,8 @@ class PollPolicy:
         assert best is not None
         _, first, step = best
         tail = _quantile(ordered, self.tail_quantile) + step
-        return Schedule(first, step, tail, _quantile(ordered, 0.5))
+        bound = max(first, _quantile(ordered, self.bound_quantile))
+        return Schedule(first, step, tail, _quantile(ordered, 0.5), bound)
 
     def expected(self, prior_seconds: float) -> float:
         """The expected (median) duration in seconds: learned when possible, else the prior."""
@@ -199,10 +209,17 @@ class PollPolicy:
 
     # ------------------------------------------------------------------ decisions
 
-    def first_delay(self, prior_seconds: float) -> float:
-        """Seconds after the start anchor for the first poll."""
+    def first_delay(self, prior_seconds: float, *, rate_bound: bool = False) -> float:
+        """Seconds after the start anchor for the first poll.
+
+        ``rate_bound``: requests are scarce (see ``bound_quantile``); poll later, once.
+        """
         s = self.time_scale
-        first = self.schedule().first * prior_seconds * s
+        sched = self.schedule()
+        units = sched.first
+        if rate_bound:
+            units = max(units, sched.bound if sched.bound is not None else 1.0)
+        first = units * prior_seconds * s
         return min(max(self.min_interval * s, first), max(prior_seconds * 4, self.min_interval) * s)
 
     def step(self, prior_seconds: float) -> float:
@@ -246,8 +263,8 @@ class FixedIntervalPolicy(PollPolicy):
     learn: bool = False
     queue_aware: bool = False
 
-    def first_delay(self, prior_seconds: float) -> float:
-        """Always ``interval``."""
+    def first_delay(self, prior_seconds: float, *, rate_bound: bool = False) -> float:
+        """Always ``interval`` (the baseline ignores ``rate_bound``)."""
         return self.interval * self.time_scale
 
     def next_delay(self, elapsed: float, prior_seconds: float, polls: int) -> float:

@@ -1,28 +1,54 @@
 """The shared request-rate governor: one per client, used by every create, poll and get.
 
-It does three things, all free when unused (no lock, no sleep, a deque append):
+It does three things, all free when unused (no lock, no sleep, a few counters):
 
 * an optional client-side rate (``requests_per_second``) as a token bucket;
-* a whole-pipeline pause after a 429: every request waits until the ``Retry-After`` (or a
+* a **whole-pipeline pause** after a 429: every request waits until the ``Retry-After`` (or a
   backoff) has passed, instead of each request discovering the limit on its own;
-* pacing and gradual recovery: the 429 also teaches a rate, ``0.9 x`` the rate of successful
-  requests over the last ``window`` seconds (what the server let through), and requests are
-  then released one at a time at that rate (bucket of one token), so the requests that were
-  waiting do not all fire at once when the pause ends. While requests are actually held back by
-  the learned rate, it grows by a factor ``1 + recovery`` per successful request
-  (``slow_recovery`` once within 5% of the rate at which the last 429 came), probing back up to
-  the server's limit. Counting in requests, not seconds, makes recovery independent of the time
-  scale. The learned rate never drops below ``relative_floor`` (0.3) times the best success
-  rate the server has sustained over at least a second (``ceiling``), so 429s that do not
-  depend on the request rate (a flaky gateway, random throttling) cost a pause each but cannot
-  ratchet a batch down to a crawl, while a real limit (whose sustained rate is the limit itself,
-  or at most about twice it while a server's burst allowance lasts) is still paced below it. A
-  429 before any success only pauses: nothing is known yet about the server's rate.
+* a **learned pace** that stays just under the server's limit, found from what the server let
+  through, and probed upwards only rarely.
 
-A 429 for a request that was *sent before* the governor reacted to an earlier 429 belongs to the
-same burst: it extends the pause if needed but does not lower the rate again. ``bursts`` counts
-reactions; ``rate_limited`` every 429; ``rate_limited_after_reaction`` the 429s of requests that
-were released after a reaction (the requests pacing should have avoided).
+How the pace is learned
+-----------------------
+Time is cut into *epochs*: each starts when the pace changes. For the requests released in the
+current epoch the governor counts the answers the server let through (anything but a 429, since
+a 5xx was still admitted by the server's limiter) and the 429s.
+
+1. **No pace yet.** A 429 lowers nothing unless the epoch shows a limit: at least
+   ``min_evidence`` 429s *and* more than ``noise_tolerance`` (10 %) of its answers refused.
+   Scattered 429s that do not depend on the request rate (a flaky gateway, random throttling:
+   the fault soak's 4.4 %) only pause; they never pace the batch.
+2. **Lowering.** The pace becomes ``headroom`` (0.97) times the rate the server let through
+   during the epoch (answers per second while we pressed against it: for a token bucket that
+   is its refill rate, plus the burst allowance spread over the epoch). The next epoch is a
+   *verifying* one: a correct pace draws no 429 at all, so any new 429 in it lowers again, from
+   a measurement that no longer includes the initial burst. Two lowerings usually suffice.
+3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
+4. **Probing.** While the pace is actually holding requests back, every ``probe_seconds`` it
+   is raised by ``probe_step`` (4 %) to find a limit that has grown. The probe stands after
+   four more intervals without a 429. A 429 during a probe, or at the pace it reached before
+   the next probe (a server's burst allowance can hide a small excess for a long while),
+   reverts to the pace below it and doubles the probe interval (up to 16x), so a fixed
+   limit costs one 429 per ever-longer interval instead of a sawtooth of bursts. At a
+   settled pace an isolated 429 only pauses; ``min_evidence`` of them within
+   ``count_seconds`` lower the pace again (a limit that tightened).
+5. **Noise.** A chain of lowerings that leaves the refused share unchanged shows 429s that
+   do not depend on the rate: the pace goes back up and such a share only pauses from then
+   on (``noise``; see :meth:`RateGovernor._rate_independent`).
+
+The learned pace never drops below ``relative_floor`` (0.3) times the best rate the server
+was measured to let through in a verifying epoch (``ceiling``; measured once the burst
+allowance was drained), nor below ``floor`` requests per second, so 429s that do not depend on
+the rate, however many, cannot ratchet a batch down to a crawl. (The price: a limit that later
+falls below 0.3x of that rate is honoured by the pauses alone.)
+Durations (``verify_seconds``, ``probe_seconds``) are in service seconds: with ``time_scale``
+(a time-compressed emulator) they shrink with it.
+
+A 429 for a request *sent before* the governor reacted to an earlier 429 belongs to the same
+burst: it extends the pause if needed but is not a new decision. ``bursts`` counts new
+decisions; ``rate_limited`` every 429; ``rate_limited_after_reaction`` the 429s of requests
+released after the first reaction (the ones pacing could have avoided); ``lowered`` and
+``probes_failed`` count pace changes.
 
 Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so no request starves. Time comes
 from ``veo_async._timing`` (a testing switch removes all waiting).
@@ -30,7 +56,6 @@ from ``veo_async._timing`` (a testing switch removes all waiting).
 
 from __future__ import annotations
 
-import collections
 import math
 
 import anyio
@@ -39,53 +64,97 @@ from . import _timing
 
 __all__ = ["RateGovernor"]
 
+_UNPACED = "unpaced"
+_VERIFYING = "verifying"
+_SETTLED = "settled"
+_PROBING = "probing"
+
 
 class RateGovernor:
-    """Paces requests: optional fixed rate, global pause on 429, learned rate, slow recovery."""
+    """Paces requests: optional fixed rate, global pause on 429, learned pace, rare probes."""
 
     def __init__(
         self,
         requests_per_second: float | None = None,
         *,
         burst: int | None = None,
-        window: float = 4.0,
-        recovery: float = 0.01,
-        slow_recovery: float = 0.0005,
+        time_scale: float = 1.0,
+        headroom: float = 0.97,
+        noise_tolerance: float = 0.1,
+        min_evidence: int = 3,
+        verify_seconds: float = 10.0,
+        probe_seconds: float = 15.0,
+        probe_step: float = 0.04,
+        count_seconds: float = 10.0,
         floor: float = 0.2,
         relative_floor: float = 0.3,
     ) -> None:
         if requests_per_second is not None and not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
-        if window <= 0 or recovery < 0 or slow_recovery < 0 or floor <= 0:
-            raise ValueError("window and floor must be positive, recoveries not negative")
+        if floor <= 0 or not time_scale > 0:
+            raise ValueError("floor and time_scale must be positive")
+        if not 0 < headroom <= 1 or not 0 <= noise_tolerance < 1 or probe_step < 0:
+            raise ValueError(
+                "headroom must be in (0, 1], noise_tolerance in [0, 1), probe_step >= 0"
+            )
+        if verify_seconds < 0 or probe_seconds <= 0 or count_seconds <= 0 or min_evidence < 1:
+            raise ValueError(
+                "verify_seconds >= 0, probe_seconds > 0, count_seconds > 0, min_evidence >= 1"
+            )
         self.configured_rate = requests_per_second
         self._configured_burst = float(
             burst if burst is not None else max(1, math.ceil(requests_per_second or 1))
         )
-        self.window = window
-        self.recovery = recovery
-        self.slow_recovery = slow_recovery
+        self.time_scale = time_scale
+        self.headroom = headroom
+        self.noise_tolerance = noise_tolerance
+        self.min_evidence = min_evidence
+        self.verify_seconds = verify_seconds
+        self.probe_seconds = probe_seconds
+        self.probe_step = probe_step
+        self.count_seconds = count_seconds
         self.floor = floor
         self.relative_floor = relative_floor
-        #: Rate learned from 429s (requests per second), or ``None``.
+        #: Pace learned from 429s (requests per second), or ``None``.
         self.learned_rate: float | None = None
-        #: The success rate measured at the first 429 (before any pacing).
+        #: The best rate the server was measured to let through (the relative floor's base).
         self.ceiling: float | None = None
-        #: The rate in force when the last 429 came (recovery slows down near it).
-        self.last_hit: float | None = None
+        #: ``"unpaced"``, ``"verifying"``, ``"settled"`` or ``"probing"`` (module docstring).
+        self.state = _UNPACED
+        self._settled_rate: float | None = None
+        self._probe_factor = 1.0
+        self._probe_base: float | None = None
         self._tokens = self._configured_burst
         self._last_refill = _timing.monotonic()
         self._pause_until = 0.0
         self._reacted_at = -math.inf
-        self._last_growth = 0.0
         self._held = False
+        self._held_at = -math.inf
         self._lock = anyio.Lock()
-        self._ok: collections.deque[float] = collections.deque()
-        self._first_ok: float | None = None
-        self._ok_since_reaction = 0
+        self._epoch_start = -math.inf
+        # answers of requests released in this epoch, in two rolling count windows
+        self._win_start: float | None = None
+        self._win_ok = 0
+        self._win_limited = 0
+        self._prev_start: float | None = None
+        self._prev_ok = 0
+        self._prev_limited = 0
+        # successes since the first lowering of a chain of verifying epochs: the whole span
+        # was spent pressing against the limit, so this is the server's rate, burst drained
+        self._press_start: float | None = None
+        self._press_ok = 0
+        self._press_first = math.inf
+        self._press_last = -math.inf
+        # (pace, refused share) of the verifying epochs of the current chain of lowerings
+        self._chain: list[tuple[float | None, float, int]] = []
+        #: The refused share found not to depend on the rate (0 until such 429s are seen).
+        self.noise = 0.0
         self.rate_limited = 0
         self.rate_limited_after_reaction = 0
         self.bursts = 0
+        self.lowered = 0
+        self.probes = 0
+        self.probes_failed = 0
         self.paused_seconds = 0.0
 
     @property
@@ -99,9 +168,22 @@ class RateGovernor:
         return min(configured, learned)
 
     @property
+    def holding(self) -> bool:
+        """Whether requests were held back by the pace or a pause in the last two seconds."""
+        return _timing.monotonic() - self._held_at <= 2.0 * self.time_scale
+
+    @property
     def burst(self) -> float:
-        """Token-bucket capacity: the configured burst, or one token once a rate was learned."""
-        return 1.0 if self.learned_rate is not None else self._configured_burst
+        """Token-bucket capacity: the configured burst, or a small one once a rate was learned.
+
+        A learned pace allows ``1 + rate x 10 ms`` tokens: enough to make up for the event
+        loop waking a release a few milliseconds late (a one-token bucket loses that time
+        for good, 10-20 % of the pace at a few hundred requests per second), too few to burst.
+        """
+        learned = self.learned_rate
+        if learned is None:
+            return self._configured_burst
+        return 1.0 + learned * 0.01
 
     async def acquire(self) -> float:
         """Wait until a request may be sent; returns the release time (``_timing.monotonic``).
@@ -119,6 +201,9 @@ class RateGovernor:
                     await _timing.sleep(self._pause_until - now)
                     if _timing.waiting_disabled():
                         self._pause_until = 0.0
+                    # no tokens accrue while paused: the server's own bucket did not refill
+                    # beyond what its Retry-After asked for, so a burst would be refused
+                    self._last_refill = max(self._last_refill, self._pause_until)
                     continue
                 rate = self.rate
                 if rate is None:
@@ -132,92 +217,217 @@ class RateGovernor:
                 if _timing.waiting_disabled():
                     self._tokens = 1.0
             self._held = held
-            return _timing.monotonic()
+            now = _timing.monotonic()
+            if held:
+                self._held_at = now
+            if self.learned_rate is not None:
+                self._advance(now, held)
+            return now
+
+    # ------------------------------------------------------------------ feedback
 
     def on_rate_limited(self, delay: float, *, sent_at: float | None = None) -> None:
-        """A 429 came back: pause everything for ``delay`` seconds; learn a rate once per burst."""
+        """A 429 came back: pause everything for ``delay`` seconds; decide once per burst."""
         self.rate_limited += 1
         now = _timing.monotonic()
         until = now + max(delay, 0.0)
         if until > self._pause_until:
             self.paused_seconds += until - max(self._pause_until, now)
             self._pause_until = until
+        if sent_at is None or sent_at >= self._epoch_start:
+            self._roll(now)
+            self._win_limited += 1
         if sent_at is not None and sent_at < self._reacted_at:
             return  # same burst: already reacted
         if self.bursts:
             self.rate_limited_after_reaction += 1
         self.bursts += 1
-        ok_rate = self._ok_rate(now)
-        since = now - self._reacted_at
-        if self._ok_since_reaction >= 5 and 0 < since < math.inf:
-            # what the server let through while we were pacing: the best estimate of its limit
-            ok_rate = self._ok_since_reaction / since
-        self._ok_since_reaction = 0
-        current = self.rate
-        if ok_rate <= 0 and current is None:
-            # Nothing has succeeded yet, so nothing is known about the server's rate: inventing
-            # one (it used to be 1 request/s) made a single early 429 throttle a whole batch for
-            # minutes. Pause only; the next 429 after some successes teaches a real rate.
-            self._reacted_at = now
-            return
-        span = now - self._first_ok if self._first_ok is not None else 0.0
-        if span >= 1.0:
-            # the best success rate sustained over at least a second: what the server has shown
-            # it lets through. Over a short span it includes a server's initial burst allowance
-            # (at most about 2x its rate after one second), hence the low ``relative_floor``.
-            self._trim(now)
-            sustained = len(self._ok) / min(span, self.window)
-            self.ceiling = max(
-                self.ceiling or 0.0, sustained
-            )  # what flowed unthrottled: the reference for the floor
-        if ok_rate > 0:
-            new = 0.9 * ok_rate
-            if current is not None:
-                new = min(new, 0.9 * current)
-        else:
-            new = 0.5 * current  # type: ignore[operator]
-        self.last_hit = current if current is not None else ok_rate or None
-        if self.ceiling:
-            # isolated 429s (a flaky gateway) must not ratchet the rate down to nothing
-            new = max(new, self.relative_floor * self.ceiling)
-        self.learned_rate = max(self.floor, new)
         self._reacted_at = now
-        self._tokens = min(self._tokens, 1.0)
-        self._last_growth = now
+        state = self.state
+        if state == _PROBING or (state == _SETTLED and self._probe_base is not None):
+            # The probe found the limit (perhaps only once the server's burst allowance had
+            # drained, after the probe stood): back to the pace below it, probe less often.
+            self.probes_failed += 1
+            self._probe_factor = min(16.0, self._probe_factor * 2.0)
+            if state == _PROBING:
+                base = self._settled_rate  # (a standing probe below it keeps its own base)
+            else:
+                base, self._probe_base = self._probe_base, None
+            self._set_pace(base, _SETTLED, now)
+            return
+        limited = self._win_limited + self._prev_limited
+        answered = limited + self._win_ok + self._prev_ok
+        share = limited / answered if answered else 1.0
+        if state == _UNPACED:
+            if limited < self.min_evidence or share <= max(self.noise_tolerance, self.noise):
+                return  # scattered 429s: pause only (see the module docstring)
+        elif state == _SETTLED:
+            if limited < self.min_evidence or share <= self.noise:
+                return  # isolated 429s at a verified pace: pause only
+        else:  # verifying
+            if answered < 20 and share < 0.5:
+                return  # a small excess, or noise: pause, decide on more answers
+            press = self._press_start
+            if press is None or self._press_ok < 5 or self._press_last <= self._press_first:
+                return  # too few answers to measure the server's rate yet: pause only
+            self._chain.append((self.learned_rate, share, answered))
+            if self._rate_independent():
+                return
+        self._lower(now)
+
+    def _rate_independent(self) -> bool:
+        """Lowerings that left the refused share unchanged: noise, not a limit.
+
+        A real limit refuses less at each lower pace (nothing at all below it); 429s that do
+        not depend on the rate refuse the same share at any pace. The test looks at the
+        longest run of recent epochs (20 answers or more each, but for the chain's base)
+        whose shares are within 0.7x of each other: three or more, over paces that span
+        15 %, mean noise. The pace then goes back to ``headroom`` x the first pace of that
+        run (where only noise was left; unpaced if that was the base), and 429s up to 1.5x
+        that share no longer lower it.
+        """
+        run: list[tuple[float | None, float, int]] = []
+        for i in range(len(self._chain) - 1, -1, -1):
+            entry = self._chain[i]
+            if entry[2] < 20 and i > 0:  # (the chain's base counts whatever its size)
+                break
+            shares = [share for _, share, _ in run] + [entry[1]]
+            if min(shares) < 0.7 * max(shares):
+                break
+            run.append(entry)
+        if len(run) < 3:
+            return False
+        paces = [math.inf if pace is None else pace for pace, _, _ in run]
+        if max(paces) < 1.15 * min(paces):
+            return False  # the pace hardly changed: no test of rate dependence yet
+        self.noise = max(self.noise, min(0.9, 1.5 * sum(share for _, share, _ in run) / len(run)))
+        first = run[-1][0]
+        restore = None if first is None else self.headroom * first
+        self._chain.clear()
+        self._press_start = None
+        self._set_pace(restore, _SETTLED if restore is not None else _UNPACED, _timing.monotonic())
+        return True
 
     def on_success(self, *, sent_at: float | None = None) -> None:
-        """A request succeeded: count it; grow a learned rate that is holding requests back."""
+        """The server let a request through (any answer but a 429): count it."""
         now = _timing.monotonic()
-        self._ok.append(now)
-        self._ok_since_reaction += 1
-        if self._first_ok is None:
-            self._first_ok = now
-        if len(self._ok) > 4096:
-            self._trim(now)
-        learned = self.learned_rate
-        if learned is None:
+        if sent_at is None or sent_at >= self._epoch_start:
+            self._roll(now)
+            self._win_ok += 1
+        press = self._press_start
+        if press is not None and (sent_at is None or sent_at >= press):
+            self._press_ok += 1
+            at = now if sent_at is None else sent_at
+            self._press_first = min(self._press_first, at)
+            self._press_last = max(self._press_last, at)
+        if self.learned_rate is not None:
+            self._advance(now, False)
+
+    # ------------------------------------------------------------------ internals
+
+    def _roll(self, now: float) -> None:
+        """Keep the answer counts to the last one or two ``count_seconds`` windows."""
+        start = self._win_start
+        if start is None:
+            self._win_start = now
             return
-        self._last_growth = now
-        if not self._held:
+        width = self.count_seconds * self.time_scale
+        if now - start < width:
             return
-        hit = self.last_hit
-        step = self.slow_recovery if hit and learned >= 0.95 * hit else self.recovery
-        self.learned_rate = learned * (1.0 + step)
+        if now - start < 2 * width:
+            self._prev_start, self._prev_ok, self._prev_limited = (
+                start,
+                self._win_ok,
+                self._win_limited,
+            )
+        else:
+            self._prev_start, self._prev_ok, self._prev_limited = None, 0, 0
+        self._win_start, self._win_ok, self._win_limited = now, 0, 0
+
+    def _let_through(self, now: float) -> float:
+        """Answers per second the server let through in the counted windows (0 if too few)."""
+        ok = self._win_ok + self._prev_ok
+        start = self._prev_start if self._prev_start is not None else self._win_start
+        if ok < 5 or start is None or now <= start:
+            return 0.0
+        return ok / (now - start)
+
+    def _lower(self, now: float) -> None:
+        press = self._press_start
+        if self.state == _VERIFYING and press is not None:
+            # Still over the limit: measure since the start of the chain (the burst allowance
+            # the first estimate included has been drained since), between the release times
+            # of the first and last requests let through (a token bucket admits one per
+            # refill interval while we press; answers still in flight would bias a count
+            # over elapsed time low). With too few answers the caller only paused.
+            let_through = (self._press_ok - 1) / (self._press_last - self._press_first)
+            self.ceiling = max(self.ceiling or 0.0, let_through)
+        else:
+            let_through = self._let_through(now)
+            self._press_start, self._press_ok = now, 0
+            self._press_first, self._press_last = math.inf, -math.inf
+            limited = self._win_limited + self._prev_limited
+            answered = limited + self._win_ok + self._prev_ok
+            self._chain = [(self.learned_rate, limited / answered if answered else 1.0, answered)]
+        current = self.rate
+        if let_through > 0:
+            new = self.headroom * let_through
+            if current is not None:
+                new = min(new, current)
+        elif current is not None:
+            new = 0.7 * current
+        else:
+            return  # too little has succeeded to know the server's rate: pause only
+        if self.ceiling:
+            new = max(new, self.relative_floor * self.ceiling)
+        self.lowered += 1
+        self._probe_factor = 1.0
+        self._probe_base = None
+        self._set_pace(max(self.floor, new), _VERIFYING, now)
+
+    def _set_pace(self, rate: float | None, state: str, now: float) -> None:
+        self.learned_rate = rate
+        self.state = state if rate is not None else _UNPACED
+        if state == _SETTLED:
+            self._settled_rate = rate
+        self._new_epoch(now)
+        self._tokens = min(self._tokens, 1.0)
+
+    def _new_epoch(self, now: float) -> None:
+        self._epoch_start = now
+        self._win_start, self._win_ok, self._win_limited = now, 0, 0
+        self._prev_start, self._prev_ok, self._prev_limited = None, 0, 0
+
+    def _advance(self, now: float, held: bool) -> None:
+        """Settle a verified pace or an unrefuted probe; probe upwards while holding back."""
+        state = self.state
+        age = now - self._epoch_start
+        scale = self.time_scale
+        if state == _VERIFYING and age >= self.verify_seconds * scale:
+            self._press_start = None
+            self._chain.clear()
+            self._set_pace(self.learned_rate, _SETTLED, now)
+        elif state == _PROBING and age >= 4 * self.probe_seconds * scale:
+            # A probe stands after four intervals without a 429, but the pace below it is
+            # kept: a server's burst allowance can hide a small excess for a long while.
+            base = self._settled_rate
+            self._set_pace(self.learned_rate, _SETTLED, now)
+            self._probe_base = base
+        elif (
+            state == _SETTLED
+            and held
+            and self.probe_step > 0
+            and age >= self.probe_seconds * self._probe_factor * scale
+        ):
+            learned = self.learned_rate
+            assert learned is not None
+            self._settled_rate = learned
+            self.probes += 1
+            self.learned_rate = learned * (1.0 + self.probe_step)
+            self.state = _PROBING
+            self._new_epoch(now)
 
     def _refill(self, now: float, rate: float) -> None:
         elapsed = max(now - self._last_refill, 0.0)
         self._last_refill = now
         self._tokens = min(self.burst, self._tokens + elapsed * rate)
-
-    def _trim(self, now: float) -> None:
-        horizon = now - self.window
-        ok = self._ok
-        while ok and ok[0] < horizon:
-            ok.popleft()
-
-    def _ok_rate(self, now: float) -> float:
-        self._trim(now)
-        if not self._ok or self._first_ok is None:
-            return 0.0
-        span = min(self.window, max(now - self._first_ok, 1e-3))
-        return len(self._ok) / span

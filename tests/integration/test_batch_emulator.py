@@ -85,3 +85,36 @@ async def test_cancelling_mid_batch_over_sockets_keeps_every_id(server: Emulator
     assert batch.stop_reason == "cancelled"
     for gid, prompt in made.items():
         assert gid in consumed or gid in pending or prompt in uncertain
+
+
+@pytest.mark.anyio
+async def test_a_rate_limited_batch_learns_the_limit_and_stays_under_it(
+    server: EmulatorServer,
+) -> None:
+    """300 jobs against a 10 req/s (service time) key limit, over sockets.
+
+    The governor learns a pace just under the limit from the first bursts of 429s, then
+    stays under it (only probes may draw one more each). (The makespan and polls per job
+    under a rate limit are measured in ``benchmarks/bench_engine.py``.)
+    """
+    scale = 0.05
+    server.reset()
+    server.configure(time_scale=scale, rate_limit=10.0, seed=5)
+    prompts = [f"limited {i}" for i in range(300)]
+    retry = RetryConfig(max_attempts=6, initial_backoff=0.01, max_backoff=0.1)
+    async with AsyncVeoClient(
+        "key", base_url=server.base_url, time_scale=scale, retry=retry
+    ) as client:
+        with anyio.fail_after(60):
+            async with client.batch(prompts, max_concurrency=64) as batch:
+                ok = sum([r.ok async for r in batch])
+        gov = client.governor
+    stats = server.stats()
+    assert ok == 300 and stats["duplicate_prompts"] == {}
+    assert gov.learned_rate is not None
+    assert 0.85 * 10 / scale <= gov.learned_rate <= 1.1 * 10 / scale
+    assert batch.counts.status_requests <= 2 * 300
+    # the first bursts teach the pace (and the requests already in flight then are
+    # refused too); afterwards only failed probes may draw a 429
+    assert gov.bursts <= 10 + gov.probes_failed
+    assert stats["rate_limited"] <= 80
