@@ -322,6 +322,11 @@ async def _makespan(
         "governor_bursts": gov.bursts,
         "governor_429_after_reaction": gov.rate_limited_after_reaction,
         "governor_429_in_flight_of_same_burst": gov.rate_limited - gov.bursts,
+        "governor_lowered": gov.lowered,
+        "governor_probes_failed": gov.probes_failed,
+        "governor_final_rate_per_service_s": (
+            None if gov.learned_rate is None else round(gov.learned_rate * scale, 2)
+        ),
         "wall_s": round(wall, 1),
     }
 
@@ -335,6 +340,9 @@ async def bench_makespan(quick: bool) -> dict[str, Any]:
     return {
         "concurrency_1000": await _makespan(1_000, 0.02, 100, None, 64),
         "concurrency_10000": await _makespan(10_000, 0.05, 1_000, None, 128),
+        # the same at half the compression: the client then needs half the requests per
+        # wall second (about 450 instead of 900), which shows what compression costs
+        "concurrency_10000_scale_0.1": await _makespan(10_000, 0.1, 1_000, None, 128),
         "rate_1000": await _makespan(1_000, 0.1, None, 20.0, 64),
     }
 

@@ -268,7 +268,7 @@ class RateGovernor:
             if answered < 20 and share < 0.5:
                 return  # a small excess, or noise: pause, decide on more answers
             press = self._press_start
-            if press is None or self._press_ok < 5 or self._press_last <= self._press_first:
+            if press is None or self._press_ok < 10 or self._press_last <= self._press_first:
                 return  # too few answers to measure the server's rate yet: pause only
             self._chain.append((self.learned_rate, share, answered))
             if self._rate_independent():
