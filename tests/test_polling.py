@@ -203,6 +203,19 @@ def test_queue_model_estimates_concurrency_fifo() -> None:
     assert model.concurrency == 56
 
 
+def test_queue_model_takes_the_upper_bound_a_queued_job_gives() -> None:
+    """Only 10 seen started, but #300 is queued with 100 finished: C <= 200 is used, so jobs
+    are polled early rather than late."""
+    model = QueueModel(grace=1)
+    for rank in range(10):
+        model.saw_started(rank)
+    for _ in range(100):
+        model.finished()
+    model.saw_queued(300, waited=5)
+    assert model.saturated and model.concurrency == 200
+    assert model.predecessor(450) == 250
+
+
 def test_queue_model_without_any_started_job_predicts_nothing() -> None:
     """Saturated but nothing seen started (another client holds the slots): no predecessor."""
     model = QueueModel(grace=1)

@@ -54,6 +54,7 @@ How it works (the shape of aiometer's bounded runner, plus a scheduler):
 
 from __future__ import annotations
 
+import bisect
 import enum
 import heapq
 import math
@@ -243,6 +244,7 @@ _SUBMITTING = 0
 _TRACKING = 1
 _FINISHED = 2
 _DEFAULT_PRIOR = 45.0
+_CANARY_EVERY = 16
 _RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
 
 
@@ -271,6 +273,7 @@ class _Job:
         "index",
         "key",
         "last_poll",
+        "planned",
         "polls",
         "prior",
         "queued_seen",
@@ -292,6 +295,7 @@ class _Job:
         self.state = state
         self.gid: str | None = None
         self.prior = request.expected_seconds() if request is not None else _DEFAULT_PRIOR
+        self.planned = math.inf
         self.submitted = 0.0
         self.submitted_wall: float | None = None
         self.anchor = 0.0
@@ -394,6 +398,8 @@ class Batch:
         self._uncertain: list[tuple[int, BatchItem]] = []
         self._ranks: list[_Job | float] = []
         self._finish_times: deque[float] = deque(maxlen=256)
+        # every freed slot's time, sorted: the k-th is when the k-th slot came free
+        self._freed: list[float] = []
         self._heap: list[tuple[float, int, _Job]] = []
         self._pushes = 0
         self._sem = anyio.Semaphore(max_concurrency)
@@ -848,8 +854,16 @@ class Batch:
         self._feed_wake()
         if generation.is_terminal:
             self._finish(job, generation)
-        else:
-            self._push(job, self._plan(job, now))
+            return
+        due = self._plan(job, now)
+        queue = self._queue
+        if queue is not None and not queue.saturated and job.rank % _CANARY_EVERY == 0:
+            # A canary: one job in 16 is looked at soon after the queue grace, so a server
+            # that queues jobs behind its concurrency limit is noticed while it happens (a
+            # first poll near the expected duration finds a queued job already generating,
+            # and its duration would be learned from its submission).
+            due = min(due, now + 1.5 * queue.grace)
+        self._push(job, due)
 
     def _create_failed(self, job: _Job, item: BatchItem, exc: VeoError) -> None:
         self._creating -= 1
@@ -873,6 +887,7 @@ class Batch:
     def _push(self, job: _Job, due: float) -> None:
         if due > job.deadline:
             due = job.deadline
+        job.planned = due
         self._pushes += 1
         heapq.heappush(self._heap, (due, self._pushes, job))
         if self._wake_ev is not None and due < self._wake_at:
@@ -906,8 +921,7 @@ class Batch:
             return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
         before = queue.predecessor(job.rank)
         if before is not None:
-            slot = self._ranks[before]
-            freed = slot if isinstance(slot, float) else slot.anchor + policy.expected(slot.prior)
+            freed = self._slot_freed(before, policy)
             if freed > job.anchor:
                 # Never later than when every job ahead of it will have finished at the
                 # throughput seen so far (guards against an underestimated concurrency, a
@@ -948,8 +962,8 @@ class Batch:
                     await self._sleep_until(due - now, due)
                     continue
                 heapq.heappop(heap)
-                if job.state != _TRACKING:
-                    continue
+                if job.state != _TRACKING or due != job.planned:
+                    continue  # finished, or planned again (an earlier entry replaced it)
                 if self._queue is not None and not job.started and due < job.deadline:
                     later = min(self._plan(job, now), job.deadline)
                     if later > due + 1e-6 and later > now and not no_wait():
@@ -1046,6 +1060,25 @@ class Batch:
             return
         self._push(job, self._plan(job, now))
 
+    def _replan_successor(self, now: float) -> None:
+        """A slot came free: the queued job that takes it may be due earlier than planned.
+
+        Its first poll was planned from a predicted start (a chain of expected durations);
+        now the start is known, so plan it again when that is earlier.
+        """
+        queue = self._queue
+        if queue is None or queue.concurrency is None or not queue.saturated:
+            return
+        rank = len(self._freed) - 1 + queue.concurrency
+        if not 0 <= rank < len(self._ranks):
+            return
+        job = self._ranks[rank]
+        if isinstance(job, float) or job.state != _TRACKING or job.started:
+            return
+        due = self._plan(job, now)
+        if due < job.planned - 1e-6:
+            self._push(job, due)
+
     def _start_estimate(self, job: _Job) -> float | None:
         """When ``job`` started on the server, for learning its duration; ``None``: unknown.
 
@@ -1061,10 +1094,22 @@ class Batch:
         before = queue.predecessor(job.rank)
         if before is None:
             return job.anchor
+        if before >= len(self._freed):
+            return None  # fewer slots have come free than it needed: a non-FIFO server
+        return max(job.anchor, self._freed[before])
+
+    def _slot_freed(self, before: int, policy: PollPolicy) -> float:
+        """When the slot that the job ``before + concurrency`` waits for comes free.
+
+        On a FIFO server that job starts at the ``before``-th slot freed (counting in time
+        order, whichever job it was), so a completion seen is used as it is; only when fewer
+        have been seen is the job of rank ``before`` predicted.
+        """
+        freed = self._freed
+        if before < len(freed):
+            return freed[before]
         slot = self._ranks[before]
-        if not isinstance(slot, float):
-            return None  # its predecessor has not finished: a non-FIFO server, or a guess
-        return max(job.anchor, slot)
+        return slot if isinstance(slot, float) else slot.anchor + policy.expected(slot.prior)
 
     def _note_credits(self, job: _Job, generation: Generation) -> None:
         credits = generation.credits_used
@@ -1131,6 +1176,8 @@ class Batch:
             self._queue.finished()
             self._ranks[job.rank] = freed
             self._finish_times.append(freed)
+            bisect.insort(self._freed, freed)  # nearly in order: cheap
+            self._replan_successor(now)
         self._event(job.index, JobEvent.SUCCEEDED if error is None else JobEvent.FAILED, generation)
         self._emit(
             BatchResult(

@@ -284,7 +284,7 @@ class QueueModel:
     asks :meth:`predecessor` which job must finish before a given one can start.
     """
 
-    __slots__ = ("_max_started", "concurrency", "done", "grace", "saturated")
+    __slots__ = ("_max_started", "_upper", "concurrency", "done", "grace", "saturated")
 
     def __init__(self, grace: float = 10.0) -> None:
         self.grace = grace
@@ -294,6 +294,7 @@ class QueueModel:
         self.concurrency: int | None = None
         self.done = 0
         self._max_started = -1
+        self._upper: int | None = None
 
     def finished(self) -> None:
         """A job of this batch reached a final state (the server freed its slot)."""
@@ -306,16 +307,35 @@ class QueueModel:
             self._update(rank)
 
     def saw_queued(self, rank: int, waited: float) -> None:
-        """A poll showed the job of ``rank`` still queued ``waited`` seconds after submission."""
+        """A poll showed the job of ``rank`` still queued ``waited`` seconds after submission.
+
+        It waits because the jobs ahead of it that have not finished (about ``rank - done``)
+        fill the server's slots: the concurrency is at most that.
+        """
         if waited < self.grace:
             return
-        if not self.saturated:
-            self.saturated = True
-            self._update(self._max_started)
+        bound = rank - self.done
+        if bound >= 1 and (self._upper is None or bound < self._upper):
+            self._upper = bound
+        self.saturated = True
+        self._update(self._max_started)
 
     def _update(self, rank: int) -> None:
-        estimate = rank + 1 - self.done
-        if estimate >= 1 and (self.concurrency is None or estimate > self.concurrency):
+        """Estimate the concurrency from both bounds.
+
+        The highest rank seen started gives a lower bound, a job seen queued an upper one.
+        When the upper bound is at least the lower one it is used: polls are then early
+        rather than late (a late poll is never corrected, an early one sees ``queued``). A
+        lower bound alone, taken when few jobs had been polled yet, made every later wave
+        wait for a predecessor that had long finished.
+        """
+        lower = rank + 1 - self.done
+        upper = self._upper
+        if lower < 1 and upper is None:
+            return  # nothing seen started (another client may hold every slot)
+        lower = max(1, lower)
+        estimate = upper if upper is not None and upper >= lower else lower
+        if self.concurrency is None or estimate > self.concurrency or upper == estimate:
             self.concurrency = estimate
 
     def predecessor(self, rank: int) -> int | None:

@@ -112,9 +112,10 @@ async def test_a_rate_limited_batch_learns_the_limit_and_stays_under_it(
     stats = server.stats()
     assert ok == 300 and stats["duplicate_prompts"] == {}
     assert gov.learned_rate is not None
-    assert 0.85 * 10 / scale <= gov.learned_rate <= 1.1 * 10 / scale
+    # under the limit and far from collapsed (how close it gets is measured in the benchmark)
+    assert 0.75 * 10 / scale <= gov.learned_rate <= 1.1 * 10 / scale
     assert batch.counts.status_requests <= 2 * 300
     # the first bursts teach the pace (and the requests already in flight then are
     # refused too); afterwards only failed probes may draw a 429
-    assert gov.bursts <= 10 + gov.probes_failed
+    assert gov.bursts <= 16 + gov.probes_failed
     assert stats["rate_limited"] <= 80
