@@ -225,7 +225,6 @@ async def bench_tracking(quick: bool) -> dict[str, Any]:
     with emu:
         ids = emu.precreate(n_req, "cpu")
         url = emu.base_url + "/v2/video/generations"
-        cpu: dict[str, float] = {}
         runners: tuple[tuple[str, Callable[[], Awaitable[float]]], ...] = (
             ("raw_aiohttp", lambda: _raw_aiohttp(url, ids, conc)),
             ("raw_httpx_default", lambda: _raw_httpx(url, ids, conc, "default")),
@@ -235,9 +234,15 @@ async def bench_tracking(quick: bool) -> dict[str, Any]:
             ("sdk_engine_fast", lambda: _sdk_engine(emu, ids, conc, True)),
             ("sdk_engine_httpx", lambda: _sdk_engine(emu, ids, conc, False)),
         )
-        for name, coro in runners:
+        for _, coro in runners:
             await coro()  # warm up (connections, imports)
-            cpu[name] = round(min([await coro() for _ in range(2)]), 1)
+        # Interleaved rounds, median per path: CPU time on a shared 2-core machine drifts by
+        # up to 2x over minutes, so paths measured minutes apart are not comparable.
+        samples: dict[str, list[float]] = {name: [] for name, _ in runners}
+        for _ in range(3):
+            for name, coro in runners:
+                samples[name].append(await coro())
+        cpu = {name: round(statistics.median(values), 1) for name, values in samples.items()}
     ratios = {
         "engine_fast_over_raw_httpx_aiohttp": round(
             cpu["sdk_engine_fast"] / cpu["raw_httpx_aiohttp"], 3
@@ -250,6 +255,7 @@ async def bench_tracking(quick: bool) -> dict[str, Any]:
     return {
         "memory": memory,
         "cpu_us_per_status_request": cpu,
+        "cpu_us_samples": {name: [round(v, 1) for v in values] for name, values in samples.items()},
         "ratios": ratios,
         "requests": n_req,
     }
