@@ -17,7 +17,8 @@ Usage::
     python -m benchmarks.soak --quick     # 1,000 jobs
 
 The client runs with the SDK's default rate governor (the emulator's 429s are random, not
-rate-dependent; the governor pauses on each and keeps at least 0.3x the sustained rate).
+rate-dependent, 4.4 % of requests: the governor pauses on each and, since they are scattered,
+does not pace the batch).
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ class PollPolicy:
     """Adaptive poll timing (seconds of real time), learning from this run's completions.
 
     * ``delay_weight``: how many status requests one second of detection delay is worth; the
-      fitted schedule minimises ``requests + delay_weight * delay``. Raise it for lower delay,
+      fitted schedule minimises ``requests + delay_weight * delay`` (default 1.5: a second of
+      delay is worth one and a half requests). Raise it for lower delay,
       lower it for fewer requests.
     * ``first_poll_fraction`` / ``interval``: the schedule used before enough completions are
       observed (first poll at this fraction of the expected duration, then every
@@ -115,7 +116,7 @@ class PollPolicy:
       time-compressed emulator.
     """
 
-    delay_weight: float = 1.0
+    delay_weight: float = 1.5
     first_poll_fraction: float = 0.9
     interval: float = 3.0
     min_interval: float = 0.5

@@ -132,6 +132,7 @@ class RateGovernor:
         self._held_at = -math.inf
         self._lock = anyio.Lock()
         self._epoch_start = -math.inf
+        self._epoch_sent = 0
         # answers of requests released in this epoch, in two rolling count windows
         self._win_start: float | None = None
         self._win_ok = 0
@@ -218,6 +219,7 @@ class RateGovernor:
                     self._tokens = 1.0
             self._held = held
             now = _timing.monotonic()
+            self._epoch_sent += 1
             if held:
                 self._held_at = now
             if self.learned_rate is not None:
@@ -395,6 +397,7 @@ class RateGovernor:
 
     def _new_epoch(self, now: float) -> None:
         self._epoch_start = now
+        self._epoch_sent = 0
         self._win_start, self._win_ok, self._win_limited = now, 0, 0
         self._prev_start, self._prev_ok, self._prev_limited = None, 0, 0
 
@@ -409,8 +412,13 @@ class RateGovernor:
             self._set_pace(self.learned_rate, _SETTLED, now)
         elif state == _PROBING and age >= 4 * self.probe_seconds * scale:
             # A probe stands after four intervals without a 429, but the pace below it is
-            # kept: a server's burst allowance can hide a small excess for a long while.
+            # kept: a server's burst allowance can hide a small excess for a long while. A
+            # probe that was never tested (fewer requests went than the old pace allowed)
+            # does not stand.
             base = self._settled_rate
+            if base is not None and self._epoch_sent < base * age:
+                self._set_pace(base, _SETTLED, now)
+                return
             self._set_pace(self.learned_rate, _SETTLED, now)
             self._probe_base = base
         elif (
