@@ -26,12 +26,13 @@ a 5xx was still admitted by the server's limiter) and the 429s.
 3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
 4. **Probing.** While the pace is actually holding requests back, every ``probe_seconds`` it
    is raised by ``probe_step`` (4 %) to find a limit that has grown. The probe stands after
-   four more intervals without a 429. A 429 during a probe, or at the pace it reached before
-   the next probe (a server's burst allowance can hide a small excess for a long while),
-   reverts to the pace below it and doubles the probe interval (up to 16x), so a fixed
-   limit costs one 429 per ever-longer interval instead of a sawtooth of bursts. At a
-   settled pace an isolated 429 only pauses; ``min_evidence`` of them within
-   ``count_seconds`` lower the pace again (a limit that tightened).
+   four more intervals without a 429, if requests went faster than the old pace. A 429
+   during a probe, or at the pace it reached before the next probe (a server's burst
+   allowance can hide a small excess for a long while), reverts to the pace below it and
+   doubles the probe interval (up to 16x), so a fixed limit costs one 429 per ever-longer
+   interval instead of a sawtooth of bursts. At a settled pace an isolated 429 only
+   pauses; ``min_evidence`` of them within ``count_seconds`` lower the pace again (a limit
+   that tightened).
 5. **Noise.** A chain of lowerings that leaves the refused share unchanged shows 429s that
    do not depend on the rate: the pace goes back up and such a share only pauses from then
    on (``noise``; see :meth:`RateGovernor._rate_independent`).
