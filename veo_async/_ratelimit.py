@@ -129,7 +129,6 @@ class RateGovernor:
         self._last_refill = _timing.monotonic()
         self._pause_until = 0.0
         self._reacted_at = -math.inf
-        self._held = False
         self._held_at = -math.inf
         self._lock = anyio.Lock()
         self._epoch_start = -math.inf
@@ -218,7 +217,6 @@ class RateGovernor:
                 await _timing.sleep((1.0 - self._tokens) / rate)
                 if _timing.waiting_disabled():
                     self._tokens = 1.0
-            self._held = held
             now = _timing.monotonic()
             self._epoch_sent += 1
             if held:
@@ -258,9 +256,7 @@ class RateGovernor:
                 base, self._probe_base = self._probe_base, None
             self._set_pace(base, _SETTLED, now)
             return
-        limited = self._win_limited + self._prev_limited
-        answered = limited + self._win_ok + self._prev_ok
-        share = limited / answered if answered else 1.0
+        limited, answered, share = self._counted()
         if state == _UNPACED:
             if limited < self.min_evidence or share <= max(self.noise_tolerance, self.noise):
                 return  # scattered 429s: pause only (see the module docstring)
@@ -347,6 +343,12 @@ class RateGovernor:
             self._prev_start, self._prev_ok, self._prev_limited = None, 0, 0
         self._win_start, self._win_ok, self._win_limited = now, 0, 0
 
+    def _counted(self) -> tuple[int, int, float]:
+        """429s, answers and the refused share in the counted windows (share 1 if none)."""
+        limited = self._win_limited + self._prev_limited
+        answered = limited + self._win_ok + self._prev_ok
+        return limited, answered, limited / answered if answered else 1.0
+
     def _let_through(self, now: float) -> float:
         """Answers per second the server let through in the counted windows (0 if too few)."""
         ok = self._win_ok + self._prev_ok
@@ -369,9 +371,8 @@ class RateGovernor:
             let_through = self._let_through(now)
             self._press_start, self._press_ok = now, 0
             self._press_first, self._press_last = math.inf, -math.inf
-            limited = self._win_limited + self._prev_limited
-            answered = limited + self._win_ok + self._prev_ok
-            self._chain = [(self.learned_rate, limited / answered if answered else 1.0, answered)]
+            _, answered, share = self._counted()
+            self._chain = [(self.learned_rate, share, answered)]
         current = self.rate
         if let_through > 0:
             new = self.headroom * let_through
