@@ -12,9 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIGURES", "losses", "markdown", "render"]
+__all__ = ["CPU_BOUND_SHARE", "FIGURES", "losses", "markdown", "render"]
 
 Run = dict[str, Any]
+
+CPU_BOUND_SHARE = 0.8
+"""A client that used more than this share of one core for its whole run was CPU-bound: its
+timing figures (makespan, delay) measure how fast this machine runs the client, not how well
+the client schedules, and they vary widely between runs."""
 
 FIGURES: list[tuple[str, str, bool]] = [
     ("makespan_ratio", "makespan / ideal", True),
@@ -41,6 +46,10 @@ def _num(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def _flags(run: Run) -> str:
     flags: list[str] = []
     if run.get("extrapolated_from"):
@@ -50,6 +59,11 @@ def _flags(run: Run) -> str:
     achieved, nominal = run.get("achieved_poll_interval_s"), run.get("nominal_poll_interval_s")
     if achieved is not None and nominal and achieved > 1.5 * nominal:
         flags.append(f"polled every {achieved:.0f} s, not {nominal:.0f} s (client saturated)")
+    share = run.get("client_cpu_share")
+    if share is not None and share > CPU_BOUND_SHARE:
+        flags.append(
+            f"client CPU-bound ({share:.0%} of a core): timings measure this machine's CPU"
+        )
     if run.get("errors_sample"):
         flags.append("errors: " + ", ".join(run["errors_sample"]))
     return "; ".join(flags)
@@ -58,8 +72,9 @@ def _flags(run: Run) -> str:
 def _table(cell: dict[str, Any]) -> list[str]:
     lines = [
         "| competitor | makespan (s) | x ideal | status req/job | req/job | mean delay (s) "
-        "| p99 delay (s) | 429s | failed | lost | dup. | CPU s/1k jobs | peak RSS (MB) | notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| p99 delay (s) | 429s | failed | lost | dup. | CPU s/1k jobs | client CPU | "
+        "peak RSS (MB) | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in cell["runs"]:
         lines.append(
@@ -68,7 +83,8 @@ def _table(cell: dict[str, Any]) -> list[str]:
             f"{_num(run['requests_per_job'], 2)} | {_num(run['mean_delay_s'])} | "
             f"{_num(run['p99_delay_s'])} | {_num(run['http_429'])} | {_num(run['failed'])} | "
             f"{_num(run['lost'])} | {_num(run['duplicates'])} | "
-            f"{_num(run['cpu_s_per_1k_jobs'], 2)} | {_num(run['peak_rss_mb'], 0)} | "
+            f"{_num(run['cpu_s_per_1k_jobs'], 2)} | {_share(run.get('client_cpu_share'))} | "
+            f"{_num(run['peak_rss_mb'], 0)} | "
             f"{_flags(run)} |"
         )
     return lines
@@ -121,7 +137,12 @@ def markdown(document: dict[str, Any], analysis: str | None = None) -> str:
         f"max_concurrent={s['max_concurrent']} per key (poller: unlimited), "
         f"queue delay {s['queue_delay_s']} s, seed {s['seed']}; rate-limited: "
         f"{s['rate_limit_per_s']:g} requests/s, burst {s['rate_limit_burst']:g}; "
-        f"faults: FaultConfig.mixed({s['fault_rate']:g}).",
+        f"faults: FaultConfig.mixed({s['fault_rate']:g})"
+        + (
+            f", a slow response held {s['slow_response_s']:g} real-time s."
+            if "slow_response_s" in s
+            else "."
+        ),
         "- All times are real-time-equivalent seconds: wall seconds divided by the cell's "
         "time scale (listed per cell).",
         "",

@@ -26,7 +26,17 @@ from benchmarks._emuserver import BenchEmulatorProcess
 from benchmarks.competitors import API_KEY, COMPETITORS, Spec
 from veo_async.emulator import EmulatorConfig, FaultConfig
 
-__all__ = ["CONDITIONS", "Cell", "default_plan", "main", "measure", "quick_plan", "run_plan"]
+__all__ = [
+    "CONDITIONS",
+    "SLOW_RESPONSE_S",
+    "Cell",
+    "cell_settings",
+    "default_plan",
+    "main",
+    "measure",
+    "quick_plan",
+    "run_plan",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CONCURRENT = 50
@@ -152,6 +162,12 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def _cpu_share(worker: dict[str, Any]) -> float | None:
+    """Client CPU seconds per wall second of its run (1.0: one core busy throughout)."""
+    wall = worker["finished_at"] - worker["started_at"]
+    return worker["cpu_seconds"] / wall if wall > 0 else None
+
+
 def measure(
     cell: Cell, competitor: str, worker: dict[str, Any], stats: dict[str, Any], n_total: int
 ) -> dict[str, Any]:
@@ -207,6 +223,7 @@ def measure(
         "generations_billed": int(stats["generations_created"]),
         "cpu_s_per_1k_jobs": worker["cpu_seconds"] / n_run * 1000.0,
         "cpu_s": worker["cpu_seconds"],
+        "client_cpu_share": _cpu_share(worker),
         "peak_rss_mb": worker["peak_rss_bytes"] / 2**20,
         "rss_growth_mb": (worker["peak_rss_bytes"] - worker["baseline_rss_bytes"]) / 2**20,
         "timed_out": bool(worker["timed_out"]),
@@ -236,9 +253,24 @@ def _run_worker(spec: Spec, timeout: float) -> dict[str, Any]:
         return result
 
 
+SLOW_RESPONSE_S = 5.0
+"""Real-time seconds a ``slow_response`` fault holds its answer (scaled with the cell, like
+every other time: the emulator's own default is 5 *wall* seconds, which at scale 0.0025 was
+2,000 s of real time per slow answer and made the faults cells measure that artefact)."""
+
+
+def cell_settings(cell: Cell) -> dict[str, Any]:
+    """The emulator settings of one cell: its condition's, at the cell's time scale."""
+    settings: dict[str, Any] = {**CONDITIONS[cell.condition], "time_scale": cell.scale}
+    faults = dict(settings["faults"])
+    faults["slow_response_delay"] = SLOW_RESPONSE_S * cell.scale
+    settings["faults"] = faults
+    return settings
+
+
 def run_cell(emu: BenchEmulatorProcess, cell: Cell, log: Any) -> dict[str, Any]:
     """Run every competitor of one cell against the same emulator settings."""
-    settings = {**CONDITIONS[cell.condition], "time_scale": cell.scale}
+    settings = cell_settings(cell)
     emu.configure(settings)
     runs: list[dict[str, Any]] = []
     durations: dict[str, float] = {}
@@ -359,6 +391,7 @@ def run_plan(cells: list[Cell], log: Any = sys.stderr) -> dict[str, Any]:
             "rate_limit_burst": RATE_BURST,
             "queue_delay_s": QUEUE_DELAY,
             "fault_rate": FAULT_RATE,
+            "slow_response_s": SLOW_RESPONSE_S,
             "seed": SEED,
         },
         "cells": results,

@@ -516,6 +516,97 @@ async def test_iterating_outside_async_with_is_an_error(api: FakeAPI) -> None:
             await batch.__anext__()
 
 
+class _SpyPolicy(PollPolicy):
+    """Records how each completion was learned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exact: list[float] = []
+        self.bounds: list[float] = []
+        self._inside = False
+
+    def observe(self, seconds_to_complete: float, prior_seconds: float = 45.0) -> None:
+        if not self._inside:
+            self.exact.append(seconds_to_complete)
+        super().observe(seconds_to_complete, prior_seconds)
+
+    def observe_at_most(
+        self,
+        seconds_to_complete: float,
+        prior_seconds: float = 45.0,
+        *,
+        fallback_seconds: float | None = None,
+    ) -> None:
+        self.bounds.append(seconds_to_complete)
+        self._inside = True
+        try:
+            super().observe_at_most(
+                seconds_to_complete, prior_seconds, fallback_seconds=fallback_seconds
+            )
+        finally:
+            self._inside = False
+
+
+@pytest.mark.anyio
+async def test_a_job_found_done_at_its_first_poll_teaches_an_upper_bound(api: FakeAPI) -> None:
+    """Seen generating, then done: a duration. Found done with no such sighting: a bound."""
+    policy = _SpyPolicy()
+    async with make_client(api) as client:
+        results = await collect(
+            client, ["p:1", "p:1", "p:3"], poll_policy=policy, max_concurrency=1
+        )
+    assert all(r.ok for r in results)
+    assert len(policy.bounds) == 2  # the two found done at their first poll
+    assert len(policy.exact) == 1  # the one seen generating twice first
+    assert policy.observations == 3
+
+
+@pytest.mark.anyio
+async def test_a_deep_server_queue_is_not_rate_bound(api: FakeAPI) -> None:
+    """Under a held rate, polls are saved (first poll late) unless the server has a deep
+    queue of this batch's jobs: then a create held back only joins the queue later."""
+    async with make_client(api) as client:
+        batch = client.batch(["p:1"], requests_per_second=1.0)
+        limiter, queue = batch._limiter, batch._queue
+        assert limiter is not None and queue is not None
+        limiter._held_at = _timing.monotonic()  # the client-side rate is holding requests
+        assert batch._rate_bound()
+        queue.saw_started(1)
+        queue.saw_queued(5, waited=60.0)  # saturated: about 2-5 generate at once
+        assert queue.saturated and queue.concurrency is not None
+        batch._created = 2 * queue.concurrency - 1
+        assert batch._rate_bound()
+        batch._created = 2 * queue.concurrency
+        assert not batch._rate_bound()
+
+
+@pytest.mark.anyio
+async def test_the_back_off_after_a_failed_poll_follows_the_time_scale() -> None:
+    """A status request that failed (after the client's retries) is tried again 2 service
+    seconds later: 2 ms of wall time at time_scale 0.001, not 2 s."""
+    _timing.set_no_waiting(False)
+    polls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"id": "g1", "status": "queued"})
+        polls.append(anyio.current_time())
+        if len(polls) == 1:
+            return httpx.Response(503, json={"message": "busy"})
+        video = {"url": "https://cdn.test/g1.mp4"}
+        return httpx.Response(200, json={"id": "g1", "status": "completed", "video": video})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    retry = RetryConfig(max_attempts=1)
+    async with AsyncVeoClient(
+        "key", base_url=BASE, http_client=http, retry=retry, time_scale=0.001
+    ) as client:
+        with anyio.fail_after(5):
+            results = await collect(client, ["one"])
+    assert results[0].ok and len(polls) == 2
+    assert polls[1] - polls[0] < 0.5
+
+
 @pytest.mark.anyio
 async def test_against_the_emulator_with_a_concurrency_limit() -> None:
     """In-process emulator, 120 jobs behind a limit of 10: all done, none twice, few polls."""

@@ -236,3 +236,44 @@ def test_a_rate_bound_first_poll_waits_for_most_jobs_to_be_done() -> None:
     assert policy.first_delay(45.0) < bound
     with pytest.raises(ValueError, match="bound_quantile"):
         PollPolicy(bound_quantile=1.5)
+
+
+def test_a_done_at_first_poll_is_an_upper_bound_not_a_duration() -> None:
+    """Jobs found done at a late first poll do not teach the policy that jobs are slow.
+
+    The feedback loop this guards against: a rate-bound batch polls first at the 90th
+    percentile, finds nearly every job done, and (recording "just before the poll") learned
+    ever longer durations; in a long server queue each wave was then predicted to start later
+    than the one before, and detections came minutes late.
+    """
+    rng = random.Random(4)
+    policy = PollPolicy()
+    for _ in range(64):
+        policy.observe(rng.uniform(42.0, 48.0), 45.0)
+    for _ in range(2_000):
+        first = policy.first_delay(45.0, rate_bound=True)
+        duration = rng.uniform(42.0, 48.0)
+        if duration <= first:
+            policy.observe_at_most(first, 45.0)
+        else:  # seen generating at the first poll, done at the next
+            policy.observe(duration, 45.0)
+    # (recording "just before the poll" gave a median of 46.9 s and no spread left below it)
+    assert 44.0 < policy.expected(45.0) < 46.2
+    learned = sorted(45.0 * x for x in policy._samples)
+    assert learned[len(learned) // 10] < 43.5
+
+
+def test_an_upper_bound_below_everything_learned_uses_the_fallback() -> None:
+    """Nothing learned lies below the bound: the fallback (default the bound) is recorded."""
+    policy = PollPolicy(min_samples=1)
+    policy.observe(40.0, 45.0)
+    policy.observe_at_most(20.0, 45.0, fallback_seconds=18.0)
+    assert sorted(policy._samples) == [pytest.approx(18 / 45), pytest.approx(40 / 45)]
+    policy.observe_at_most(30.0, 45.0)
+    assert policy.observations == 3
+    assert min(policy._samples) == pytest.approx(18 / 45)  # a sample below 30 s, reused
+    policy.observe_at_most(10.0, 45.0)
+    assert min(policy._samples) == pytest.approx(10 / 45)
+    policy.observe_at_most(math.nan, 45.0)
+    policy.observe_at_most(5.0, -1.0)
+    assert policy.observations == 4

@@ -243,7 +243,7 @@ async def test_a_first_429_without_history_only_pauses(clock: FakeClock) -> None
     for _ in range(20):
         clock.now += 0.05
         gov.on_success(sent_at=await gov.acquire())
-    for _ in range(3):  # a limit: the refusals keep coming
+    for _ in range(12):  # a limit: the refusals keep coming (a third of 32 answers)
         gov.on_rate_limited(0.0, sent_at=await gov.acquire())
     learned: float | None = gov.learned_rate
     assert learned is not None
@@ -274,3 +274,28 @@ def test_invalid_settings_are_rejected() -> None:
         RateGovernor(headroom=1.5)
     with pytest.raises(ValueError, match="probe_seconds"):
         RateGovernor(probe_seconds=0)
+
+
+@pytest.mark.anyio
+async def test_random_429s_at_a_low_request_rate_do_not_ratchet_the_pace(
+    clock: FakeClock,
+) -> None:
+    """A pace learned from a real limit, then few requests and 5 % random 429s (the 10,000-job
+    fault benchmark once the creates were done): the pace must not follow them down.
+
+    At a settled pace a few 429s used to lower it whatever their share; at 3 requests/s the
+    verifying epochs were too short to recognise noise, and the pace fell to 0.5/s while the
+    batch needed 3/s: detections came an hour late."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    await drive(gov, clock, 60.0, demand=50.0, admit=server.take)
+    assert gov.learned_rate is not None and gov.state in ("settled", "probing")
+    draws = iter(range(10**9))
+
+    def flaky() -> float | None:
+        return 0.5 if next(draws) % 20 == 3 else None
+
+    later = clock.now
+    log = await drive(gov, clock, 1200.0, demand=3.0, admit=flaky)
+    assert gov.learned_rate is None or gov.learned_rate >= 3.0
+    assert admitted_rate(log, later + 60.0) >= 0.85 * 3.0

@@ -280,6 +280,7 @@ class _Job:
         "rank",
         "request",
         "resumed",
+        "running_seen",
         "started",
         "state",
         "submitted",
@@ -308,6 +309,7 @@ class _Job:
         self.credits: float | None = None
         self.started = False
         self.queued_seen = False
+        self.running_seen = False
         self.resumed = False
 
 
@@ -715,8 +717,6 @@ class Batch:
         queue = self._queue
         if queue is None or not queue.saturated or queue.concurrency is None:
             return False
-        if self._rate_bound():
-            return False  # requests are scarce: never hold creates back behind polls
         outstanding = self._created - queue.done
         return outstanding >= 2 * queue.concurrency
 
@@ -934,9 +934,17 @@ class Batch:
         return max(now, job.anchor + policy.first_delay(job.prior, rate_bound=self._rate_bound()))
 
     def _rate_bound(self) -> bool:
-        """Whether a rate limit, not the semaphore, decides when requests go."""
+        """Whether requests are scarce: a rate limit decides when they go, and a create held
+        back would cost makespan.
+
+        Not while the server has a deep queue of this batch's jobs: a create then only joins
+        the queue, so polls go first and need not be saved. (Counting such a batch as
+        rate-bound put every first poll at ``bound_quantile`` while 10,000 creates used up
+        the rate: a whole wave of detections came tens of seconds late.)
+        """
         limiter = self._limiter
-        return self._client.governor.holding or (limiter is not None and limiter.holding)
+        held = self._client.governor.holding or (limiter is not None and limiter.holding)
+        return held and not self._deep_server_queue()
 
     def _throughput(self) -> float:
         """Jobs finished per second over the recent finishes (0 when unknown)."""
@@ -1009,7 +1017,9 @@ class Batch:
                 elif now >= job.deadline:
                     self._timeout(job, f"did not finish within {self.job_timeout} s")
                 else:
-                    self._push(job, now + min(60.0, 2.0**job.failures))
+                    # (service seconds, like every SDK wait: scaled with the client)
+                    backoff = min(60.0, 2.0**job.failures) * self._client.time_scale
+                    self._push(job, now + backoff)
                 return
             self._observed(job, generation)
         except Exception as exc:
@@ -1024,18 +1034,24 @@ class Batch:
         queue = self._queue
         if generation.is_terminal:
             if status is GenerationStatus.COMPLETED and not job.resumed and self.policy.learn:
-                # Completed in (previous poll, this poll]. A late poll (a busy event loop, a
-                # rate limit) must not teach the policy that jobs are slow, or the first poll
-                # would drift later and later: take the planned time as the upper end. (A
-                # low bias corrects itself: polls come early, find jobs running, and those
-                # observations are later.) Found done at the first poll: half a step before.
+                # Completed by this poll. A late poll (a busy event loop, a rate limit) must
+                # not teach the policy that jobs are slow, or the first poll would drift later
+                # and later: take the planned time as the upper end.
                 anchor = self._start_estimate(job)
                 if anchor is not None:
-                    half_step = 0.5 * self.policy.step(job.prior)
                     upper = min(now, job.due)
-                    lower = job.last_poll if job.polls > 1 else upper - 2 * half_step
-                    lower = max(lower, anchor)
-                    self.policy.observe(0.5 * (lower + upper) - anchor, job.prior)
+                    if job.running_seen:
+                        # the previous poll saw it generating: it finished in between
+                        lower = max(job.last_poll, anchor)
+                        self.policy.observe(0.5 * (lower + upper) - anchor, job.prior)
+                    else:
+                        # found done with no sighting of it running: an upper bound only
+                        # (before anything is learned below it: half a step before)
+                        step = self.policy.step(job.prior)
+                        guess = 0.5 * (max(upper - step, anchor) + upper) - anchor
+                        self.policy.observe_at_most(
+                            upper - anchor, job.prior, fallback_seconds=guess
+                        )
             if queue is not None:
                 queue.saw_started(job.rank)
             self._finish(job, generation)
@@ -1055,6 +1071,7 @@ class Batch:
             if queue is not None:
                 queue.saw_started(job.rank)
         job.last_poll = now
+        job.running_seen = status in _RUNNING
         if now >= job.deadline:
             self._timeout(job, f"did not finish within {self.job_timeout} s", generation)
             return
