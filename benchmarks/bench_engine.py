@@ -288,6 +288,7 @@ async def _makespan(
     with emu:
         async with _client(emu, scale) as client:
             t0 = time.time()
+            cpu0 = time.process_time()
             done = 0
             async with client.batch(
                 (f"job {i}" for i in range(n)),
@@ -298,6 +299,7 @@ async def _makespan(
                 async for result in batch:
                     done += result.ok
             wall = time.time() - t0
+            cpu = time.process_time() - cpu0
             gov = client.governor
             counts = batch.counts
         stats = emu.stats()
@@ -334,6 +336,8 @@ async def _makespan(
             None if gov.learned_rate is None else round(gov.learned_rate * scale, 2)
         ),
         "wall_s": round(wall, 1),
+        # over 0.8: the client was CPU-bound and the ratio measures this machine's speed
+        "client_cpu_share": round(cpu / wall, 2) if wall > 0 else None,
     }
 
 
