@@ -231,7 +231,7 @@ class PollPolicy:
             value = self._rng.choice(below) * unit
         else:
             value = seconds_to_complete if fallback_seconds is None else fallback_seconds
-        self.observe(max(value, 1e-9 * unit), prior_seconds)
+        self.observe(value, prior_seconds)
 
     def schedule(self) -> Schedule:
         """The schedule in use, in units of the prior (fitted once enough is observed)."""
