@@ -86,7 +86,7 @@ class ReportJob:
     polls: int | None = None
     """Status requests for this input, when the journal recorded them."""
     estimate: float | None = None
-    """Estimated credits (the price table), for inputs the server has not charged yet."""
+    """Estimated credits (the price table) for inputs never sent (pending, refused)."""
 
     @property
     def prompt(self) -> str:
@@ -362,7 +362,7 @@ def _annotate(report: BatchReport) -> None:
                 if not inside:
                     job.file = None
                 missing.append(job.line)
-        if job.credits is None:
+        if job.credits is None and job.state in ("pending", "refused"):
             try:
                 job.estimate = estimate_credits(job.request)
             except (UnknownModelPriceError, TypeError):

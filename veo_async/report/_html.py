@@ -58,7 +58,7 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wra
 .notes{background:#fffbea;border:1px solid #f6e05e;border-radius:8px;padding:8px 14px 8px 30px;
 margin:0 0 16px}
 .notes li{margin:2px 0}
-.totals{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
+.totals{display:grid;grid-template-columns:repeat(auto-fill,minmax(128px,1fr));gap:10px}
 .total{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
 .total b{display:block;font-size:20px}.total span{color:var(--mute);font-size:12px}
 .chips{margin:10px 0 0}.chip{display:inline-block;border-radius:12px;padding:1px 9px;
