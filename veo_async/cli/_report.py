@@ -29,7 +29,7 @@ __all__ = ["report"]
     "--posters/--no-posters",
     default=True,
     show_default=True,
-    help="Poster frames from the videos (needs imageio-ffmpeg: pip install 'veo-async[report]').",
+    help="Poster frames from the videos (needs imageio-ffmpeg, in the report extra).",
 )
 def report(folder: Path, output: Path | None, posters: bool) -> None:
     """Write an HTML page for the batch in FOLDER: videos, failures, totals and a timeline.
