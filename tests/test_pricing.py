@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.emulator._helpers import FakeClock, create, make_emulator, poll
+from tests.emulator._helpers import FakeClock, create, poll
 from veo_async._models import (
     MODEL_REQUESTS,
     CustomVideoRequest,
@@ -27,6 +27,7 @@ from veo_async._pricing import (
     estimate_total_credits,
     format_credits,
 )
+from veo_async.emulator import Emulator, EmulatorConfig, SchemaRegistry
 
 _MEDIA: dict[str, Any] = {
     "image_url": "https://example.com/first.png",
@@ -34,6 +35,9 @@ _MEDIA: dict[str, Any] = {
     "image_urls": ["https://example.com/ref.png"],
     "video_url": "https://example.com/clip.mp4",
 }
+
+
+_REGISTRY = SchemaRegistry.from_directory()
 
 
 def _required_fields(model: str) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def test_every_sdk_model_has_a_price() -> None:
 def test_estimate_matches_what_the_emulator_charges(model: str, duration: int | None) -> None:
     """For every model and allowed duration (or none) the estimate equals the emulator's charge."""
     clock = FakeClock()
-    emu = make_emulator(clock)
+    emu = Emulator(EmulatorConfig(), clock=clock, registry=_REGISTRY)
     request = build_request("a fox", model=model, duration=duration, **_required_fields(model))
     reply = create(emu, request.to_body())
     assert reply.status in (200, 201), reply.body

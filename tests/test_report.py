@@ -380,6 +380,29 @@ def test_posters_skipped_with_a_visible_note(folder: Path, monkeypatch: pytest.M
     assert "imageio-ffmpeg is not installed" in " ".join(li["text"] for li in page.find("li"))
 
 
+def test_no_posters_on_request(folder: Path) -> None:
+    """posters=False: players without posters that load their first frame, and a note."""
+    page = _parse(render_report(folder, posters=False))
+    videos = page.find("video")
+    assert videos and all("poster" not in v["attrs"] for v in videos)
+    assert all(v["attrs"]["preload"] == "metadata" for v in videos)
+    assert "--no-posters" in " ".join(li["text"] for li in page.find("li"))
+
+
+def test_posters_are_capped_with_a_note(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_POSTERS videos the rest get no embedded poster, and the page says so."""
+    from veo_async.report import _html
+
+    monkeypatch.setattr(_html, "MAX_POSTERS", 1)
+    page = _parse(render_report(folder))
+    videos = page.find("video")
+    if len(videos) < 2 or posters_module.ffmpeg_executable()[0] is None:
+        pytest.skip("needs two videos and ffmpeg")
+    with_poster = [v for v in videos if "poster" in v["attrs"]]
+    assert len(with_poster) == 1 and with_poster[0]["attrs"]["preload"] == "none"
+    assert "posters for the first 1 videos only" in " ".join(li["text"] for li in page.find("li"))
+
+
 def test_poster_of_a_broken_video_is_skipped(tmp_path: Path) -> None:
     """ffmpeg failing on a file gives no poster and counts it; a real MP4 gives a JPEG."""
     exe, why = posters_module.ffmpeg_executable()

@@ -48,7 +48,7 @@ const f = document.getElementById('f');
 f.addEventListener('load', () => {
   const d = f.contentDocument;
   const vids = [...d.querySelectorAll('video')];
-  vids.forEach(v => v.load());
+  vids.forEach(v => { v.preload = 'metadata'; v.load(); });
   const t0 = Date.now();
   const check = () => {
     const ready = vids.filter(v => v.readyState >= 1).length;

@@ -45,10 +45,11 @@ def render_report(
     skips the poster frames (faster for very large batches).
     """
     report = load_batch(folder)
-    exe = ffmpeg_executable()[0] if posters else None
-    maker = PosterMaker(exe)
-    if not posters:
-        report.notes.append("posters skipped (--no-posters)")
+    if posters:
+        exe, reason = ffmpeg_executable()
+        maker = PosterMaker(exe, reason=reason)
+    else:
+        maker = PosterMaker(None, reason="posters skipped on request (--no-posters)")
     where = Path(page_dir) if page_dir is not None else report.folder
     return render_html(report, page_dir=where, posters=maker)
 

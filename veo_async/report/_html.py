@@ -13,15 +13,19 @@ import html
 import math
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from .._pricing import format_credits
 from ._data import BatchReport, ReportJob
 from ._posters import PosterMaker
 
-__all__ = ["TIMELINE_MAX_ROWS", "render_html"]
+__all__ = ["MAX_POSTERS", "TIMELINE_MAX_ROWS", "render_html"]
 
 TIMELINE_MAX_ROWS = 400
 """The timeline draws at most this many jobs (the first by line); the page says so."""
+
+MAX_POSTERS = 1000
+"""Posters are embedded for at most this many videos (each is about 10 KB of base64)."""
 
 _STATE_LABEL = {
     "downloaded": "downloaded",
@@ -139,8 +143,6 @@ def _href(job: ReportJob, page_dir: Path, folder: Path) -> str | None:
     if page_dir.resolve() == folder.resolve():
         return job.file_href
     relative = os.path.relpath(folder.resolve() / job.file, page_dir.resolve())
-    from urllib.parse import quote
-
     return quote(Path(relative).as_posix())
 
 
@@ -149,17 +151,22 @@ def render_html(report: BatchReport, *, page_dir: Path, posters: PosterMaker) ->
     jobs = report.jobs
     counts = report.counts()
     kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("done", "ready", "failed", "open")}
-    poster_note: str | None = None
-    if posters.exe is None and any(j.file_present for j in jobs):
-        from ._posters import ffmpeg_executable
-
-        poster_note = ffmpeg_executable()[1]
-    cards = [_card(job, page_dir, report.folder, posters) for job in jobs]
-    if posters.failures:
-        poster_note = f"{posters.failures} video(s) had no poster: ffmpeg could not read them"
+    hrefs = {job.line: _href(job, page_dir, report.folder) for job in jobs}
+    playable = [job for job in jobs if hrefs[job.line] is not None]
+    wanted = playable[:MAX_POSTERS]
+    made = posters.many([report.folder / str(job.file) for job in wanted])
+    poster_of = {job.line: poster for job, poster in zip(wanted, made, strict=True)}
+    cards = [_card(job, hrefs[job.line], poster_of.get(job.line)) for job in jobs]
     notes = list(report.notes)
-    if poster_note:
-        notes.append(poster_note)
+    if playable and posters.exe is None and posters.reason:
+        notes.append(posters.reason)
+    if posters.failures:
+        notes.append(f"{posters.failures} video(s) have no poster: ffmpeg could not read them")
+    if posters.exe is not None and len(playable) > MAX_POSTERS:
+        notes.append(
+            f"posters for the first {MAX_POSTERS} videos only (of {len(playable)}), "
+            "to keep the page small; the players of the others show their first frame"
+        )
     title = f"Batch report: {report.folder.name or report.folder}"
     parts = [
         "<!doctype html>",
@@ -246,14 +253,15 @@ def _totals(report: BatchReport, kinds: dict[str, int], counts: dict[str, int]) 
     return f'<section class="totals">{cells}</section><div class="chips">{chips}</div>'
 
 
-def _card(job: ReportJob, page_dir: Path, folder: Path, posters: PosterMaker) -> str:
-    href = _href(job, page_dir, folder)
+def _card(job: ReportJob, href: str | None, poster: str | None) -> str:
     label = _STATE_LABEL.get(job.state, job.state)
     if href is not None:
-        poster = posters.poster(folder / str(job.file))
+        # With a poster nothing loads until play (a page of thousands of videos stays
+        # light); without one the browser fetches the metadata to show the first frame.
         poster_attr = f' poster="{_e(poster)}"' if poster else ""
+        preload = "none" if poster else "metadata"
         media = (
-            f'<video controls preload="metadata" playsinline src="{_e(href)}"{poster_attr}>'
+            f'<video controls preload="{preload}" playsinline src="{_e(href)}"{poster_attr}>'
             f'<a href="{_e(href)}">{_e(job.file)}</a></video>'
         )
     elif job.kind in ("done", "ready") and job.file:

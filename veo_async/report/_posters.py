@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 __all__ = ["PosterMaker", "ffmpeg_executable"]
@@ -36,13 +39,27 @@ def ffmpeg_executable() -> tuple[str | None, str | None]:
 class PosterMaker:
     """Makes small JPEG posters (as ``data:`` URIs, so the page stays self-contained)."""
 
-    def __init__(self, exe: str | None, *, width: int = 480) -> None:
+    def __init__(
+        self, exe: str | None, *, reason: str | None = None, width: int = 320, workers: int = 4
+    ) -> None:
         self.exe = exe
         """The ffmpeg binary, or ``None`` (no posters)."""
+        self.reason = reason
+        """Why there are no posters (shown on the page), when ``exe`` is ``None``."""
+        self.workers = workers
+        """ffmpeg processes run at once."""
         self.width = width
         """Poster width in pixels (height follows the aspect ratio)."""
         self.failures = 0
         """Videos ffmpeg could not read."""
+        self._lock = threading.Lock()
+
+    def many(self, videos: Sequence[Path]) -> list[str | None]:
+        """Posters of ``videos`` (in order), ``workers`` ffmpeg processes at a time."""
+        if self.exe is None or not videos:
+            return [None] * len(videos)
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            return list(pool.map(self.poster, videos))
 
     def poster(self, video: Path) -> str | None:
         """A ``data:image/jpeg;base64,...`` URI of an early frame of ``video``, or ``None``."""
@@ -54,7 +71,8 @@ class PosterMaker:
             data = self._frame(video, offset)
             if data:
                 return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-        self.failures += 1
+        with self._lock:
+            self.failures += 1
         return None
 
     def _frame(self, video: Path, offset: str) -> bytes | None:
@@ -77,7 +95,7 @@ class PosterMaker:
             "-vcodec",
             "mjpeg",
             "-q:v",
-            "5",
+            "6",
             "-",
         ]
         try:
