@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["generate", "batch", "status", "download", "models", "emulator"]
+COMMANDS = ["generate", "batch", "status", "download", "report", "models", "emulator"]
 
 INTRO = """# CLI reference
 

@@ -623,3 +623,35 @@ class Generation(BaseModel):
         return self.status is GenerationStatus.ERROR or (
             self.status is GenerationStatus.COMPLETED and not self.video_url
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: the video player when completed, and a small status table.
+
+        Every value is HTML-escaped; only an ``http(s)`` URL becomes a ``<video>`` source.
+        A generation never holds the API key, so none can be shown.
+        """
+        from html import escape
+
+        from ._pricing import format_credits
+
+        rows: list[tuple[str, str]] = [("id", self.id), ("status", str(self.status))]
+        if self.credits_used is not None:
+            rows.append(("credits", format_credits(self.credits_used)))
+        if self.error_message:
+            rows.append(("error", self.error_message))
+        url = self.video_url
+        if url:
+            rows.append(("video", url))
+        table = "".join(
+            f'<tr><th style="text-align:left;padding-right:1em">{escape(k)}</th>'
+            f'<td style="text-align:left">{escape(v)}</td></tr>'
+            for k, v in rows
+        )
+        html = f'<table class="veo-generation">{table}</table>'
+        if self.succeeded and url and url.lower().startswith(("https://", "http://")):
+            src = escape(url, quote=True)
+            html = (
+                f'<video controls preload="metadata" src="{src}" '
+                f'style="max-width:100%;width:480px"></video>' + html
+            )
+        return f"<div>{html}</div>"

@@ -452,6 +452,11 @@ def models(**kwargs: Any) -> None:
         click.echo(f"{row['model']:<48} {', '.join(row['fields'])}")
 
 
+from ._report import report as _report_command  # noqa: E402 - `veo-async report`
+
+cli.add_command(_report_command)
+
+
 _ARGV: list[str] = []
 
 
