@@ -66,6 +66,14 @@ from ._retry import RetryConfig
 from ._sync import SyncBatch, VeoClient
 
 __version__ = "0.1.0"
+from ._pricing import (
+    PRICES,
+    ModelPrice,
+    UnknownModelPriceError,
+    estimate_credits,
+    estimate_total_credits,
+    format_credits,
+)
 
 __all__ = [
     "APIConnectionError",
@@ -97,8 +105,10 @@ __all__ = [
     "InvalidResponseError",
     "JobEvent",
     "MODEL_REQUESTS",
+    "ModelPrice",
     "NotFoundError",
     "NullObserver",
+    "PRICES",
     "PendingJob",
     "PermissionDeniedError",
     "PollPolicy",
@@ -107,6 +117,7 @@ __all__ = [
     "RetryConfig",
     "ServerError",
     "SyncBatch",
+    "UnknownModelPriceError",
     "Usage",
     "Veo2ImageToVideo",
     "Veo2TextToVideo",
@@ -126,5 +137,8 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
     "build_request",
+    "estimate_credits",
+    "estimate_total_credits",
+    "format_credits",
     "safe_filename",
 ]
