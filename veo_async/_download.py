@@ -328,7 +328,8 @@ def _classify(exc: Exception, url: str, folder: Path) -> tuple[DownloadError, bo
 
 def _first_line(exc: BaseException, limit: int = 120) -> str:
     """The first line of an error's text, shortened (aiohttp's parser errors quote raw bytes)."""
-    text = str(exc).strip().splitlines()
+    message = getattr(exc, "message", None)  # aiohttp: the parser's text without the repr
+    text = (message if isinstance(message, str) and message else str(exc)).strip().splitlines()
     return text[0][:limit] if text else type(exc).__name__
 
 
