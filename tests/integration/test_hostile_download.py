@@ -409,7 +409,7 @@ async def test_undecodable_video_is_refused(
 @pytest.mark.anyio
 async def test_cap_counts_decoded_bytes(transport: str, tmp_path: Path) -> None:
     """A small gzip body that inflates past the cap (a bomb) is refused early; no file."""
-    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros in ~64 KiB
+    bomb = gzip.compress(b"\0" * (16 * 1024 * 1024))  # 16 MiB of zeros in ~16 KiB
     reply = gzipped(bomb, "video/mp4")
     reply.body = bomb
     with (
@@ -665,3 +665,24 @@ def test_every_download_error_is_a_veo_error() -> None:
     """The typed errors a batch records as one job's failure are all VeoErrors."""
     for cls in (DownloadError, DownloadIntegrityError, DownloadTargetExistsError):
         assert issubclass(cls, VeoError)
+
+
+@pytest.mark.anyio
+async def test_api_host_videos_keep_the_users_auth_but_never_the_key(
+    transport: str, tmp_path: Path
+) -> None:
+    """A video on the API host itself may use the client's auth=; the API key still never goes."""
+    with serve(video_reply()) as server, anyio.fail_after(LIMIT):
+        auth = TokenAuth()
+        async with user_http(
+            transport, auth=auth, headers={"Authorization": f"Bearer {KEY}"}
+        ) as http:
+            await fetch(
+                transport, f"{server.url}/v.mp4", tmp_path / "v.mp4", http=http, base_url=server.url
+            )
+    (request,) = server.received()
+    assert auth.signed == [f"{server.url}/v.mp4"]  # the user's own auth, for the API host
+    assert request.headers["x-custom-token"] == "custom-token-SECRET"
+    assert "authorization" not in request.headers
+    assert KEY not in " ".join(request.headers.values())
+    assert leftovers(tmp_path) == ["v.mp4"]
