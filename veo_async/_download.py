@@ -444,7 +444,7 @@ async def _receive(
     ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
     generic = ctype in _GENERIC_TYPES
     if not generic and not ctype.startswith(_VIDEO_TYPES):
-        raise DownloadIntegrityError(f"expected a video, got content-type {ctype!r}", url=url)
+        raise DownloadIntegrityError(f"expected a video, got content-type {ctype[:100]!r}", url=url)
     preloaded = response.is_stream_consumed  # a transport that read (and decoded) the body
     decoder = _Decoder(response.headers, url, already_decoded=preloaded)
     wire_cap = max_bytes if decoder.identity else max_bytes + max_bytes // 64 + 65536
