@@ -635,9 +635,9 @@ class AsyncVeoClient:
             url, name_hint = str(source), None
         target = Path(path)
         if await anyio.Path(target).is_dir():
-            from ._download import safe_filename
+            from ._download import safe_filename, url_file_stem
 
-            target = target / safe_filename(name_hint or Path(httpx.URL(url).path).stem or "video")
+            target = target / safe_filename(name_hint or url_file_stem(url))
         return await download_video(
             self._ensure_http(),
             url,
