@@ -6,7 +6,6 @@
 """
 
 from ._client import DEFAULT_BASE_URL, ENDPOINTS, AsyncVeoClient
-from ._download import DownloadedVideo, safe_filename
 from ._engine import (
     Batch,
     BatchCounts,
@@ -66,6 +65,7 @@ from ._retry import RetryConfig
 from ._sync import SyncBatch, VeoClient
 
 __version__ = "0.1.0"
+from ._download import DownloadedVideo, DownloadTargetExistsError, safe_filename
 from ._pricing import (
     PRICES,
     ModelPrice,
@@ -95,6 +95,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DownloadError",
     "DownloadIntegrityError",
+    "DownloadTargetExistsError",
     "DownloadedVideo",
     "ENDPOINTS",
     "FixedIntervalPolicy",
