@@ -50,6 +50,37 @@ How it works (the shape of aiometer's bounded runner, plus a scheduler):
 ``stop_reason`` values: ``"max_generations"``, ``"credit_budget"``, ``"permission_denied"``
 (403 on create), ``"batch_timeout"``, ``"cancelled"`` (left early or cancelled),
 ``"authentication"`` (401), ``"not_found"`` (404 on create), ``"error"`` (a programming error).
+
+Guarantees against a server that misbehaves (each enforced where the reply enters the engine):
+
+* **Every input is accounted for once.** An input read is settled by one result (ok or
+  failed), or listed by :meth:`Batch.unsubmitted` (provably never sent: not reached, refused
+  with 403, cancelled before its create), or by :meth:`Batch.uncertain` (its create may have
+  started a billed generation). An uncertain input is also yielded once, as a result whose
+  error is :class:`~veo_async.CreateOutcomeUnknownError`; no other result is uncertain.
+* **A create is sent at most once, and anything but a proven refusal is uncertain.** Once the
+  request may have reached the server, any failure before a usable id (a reply that does not
+  decode or parse, ``RecursionError``, any exception that is no ``VeoError``, a reply naming a
+  blank id) makes the input uncertain, never unsubmitted. A create answered with an id the
+  server already gave another input of the batch is uncertain too (with an error naming the
+  id): the input that had the id keeps its job, and the second is never reported completed
+  with the first one's video.
+* **No status reply ends the batch.** A failed, unreadable or malformed status reply (any
+  ``Exception`` from a poll, or a reply about another job's id) is one failed poll of that job:
+  retried with back-off, and after ``max_poll_failures`` in a row the job is a failed result
+  carrying the last error. Only a 401, a 404 on a create and a programming error (an
+  observer hook raising) end a batch.
+* **The credit guard never stops guarding.** ``credit_budget`` and ``estimated_credits_per_job``
+  must be finite and >= 0. A cost the server does not give, or gives as NaN, infinite or
+  negative, is no cost: such a job, and every create of unknown outcome, is charged at
+  max(estimate, largest sane cost seen), from before its create is sent until the batch ends,
+  never at zero. A create is sent only when what is spent, plus what is so charged, plus one
+  more such charge fits the budget, checked again once a concurrency slot is free. So with an
+  estimate and costs never known, at most ``floor(budget / estimate)`` creates are sent;
+  credits can exceed the budget only by what the jobs in flight cost beyond the per-job charge
+  they were admitted at. Without an estimate, one job at a time is in flight until a sane cost
+  is seen, and a job whose cost stays unknown stops submission (``"credit_budget"``): nothing
+  tells what the budget has left. ``max_generations`` counts creates of unknown outcome too.
 """
 
 from __future__ import annotations
@@ -452,7 +483,10 @@ class Batch:
 
     ``job_timeout`` ends tracking, not the generation: the result carries
     :class:`~veo_async.WaitTimeoutError` with the id, and the job stays in :meth:`pending`.
-    With ``credit_budget`` and no estimate, at most one job is charged beyond the budget.
+    With ``credit_budget`` and no estimate, jobs go one at a time until a cost is known, then
+    each unknown cost counts as the largest seen. A job whose cost the server leaves unknown
+    (missing or nonsense ``meta.usage``) is charged at the estimate or the largest cost seen,
+    whichever is larger, and with neither it stops submission (see the module's guarantees).
     """
 
     def __init__(
@@ -653,14 +687,21 @@ class Batch:
     def uncertain(self) -> list[tuple[int, BatchItem]]:
         """Inputs whose create may or may not have started a (billed) generation.
 
-        A create of unknown outcome (:class:`~veo_async.CreateOutcomeUnknownError`), or a create
-        still unanswered ``create_grace`` seconds after the batch was cancelled.
+        A create of unknown outcome (:class:`~veo_async.CreateOutcomeUnknownError`: the request
+        may have reached the server and no usable id came back, including a blank id or an id
+        the server had already given another input), or a create still unanswered
+        ``create_grace`` seconds after the batch was cancelled. Each input is listed once;
+        resubmit one only if paying twice is acceptable.
         """
         return list(self._uncertain)
 
     @property
     def stop_reason(self) -> str | None:
-        """Why submission stopped early (budget, 401, 403, cancelled), if it did."""
+        """Why submission stopped early (budget, 401, 403, cancelled), if it did.
+
+        ``None`` when every input was read and submitted; a failed job, a failed poll or a
+        create of unknown outcome does not stop a batch.
+        """
         return self._stop_reason
 
     # ------------------------------------------------------------------ lifecycle internals
