@@ -35,6 +35,7 @@ from veo_async import (
     PollPolicy,
     RequestValidationError,
     RetryConfig,
+    VeoError,
     VideoRequest,
     WaitTimeoutError,
     _timing,
@@ -627,3 +628,164 @@ async def test_against_the_emulator_with_a_concurrency_limit() -> None:
     assert stats["duplicate_prompts"] == {}
     # the queue model keeps polls of jobs waiting for a server slot rare
     assert stats["poll_requests"] / 120 < 6
+
+
+# ---------------------------------------------------------------------------- issue 13: guards
+
+
+@pytest.mark.parametrize(
+    ("args", "verdict"),
+    [
+        # (budget, spent, in_flight, settled_unknown, estimate, largest) -> verdict
+        ((3, 0, 0, 0, 1, None), "go"),
+        ((3, 0, 2, 0, 1, None), "go"),  # 2 charged at 1, one more fits exactly
+        ((3, 0, 3, 0, 1, None), "wait"),  # full, but an in-flight cost may come in lower
+        ((3, 0, 0, 3, 1, None), "stop"),  # full of jobs whose cost will never be known
+        ((3, 0, 1, 2, 1, None), "wait"),
+        ((10, 4, 0, 1, 1, 4), "stop"),  # unknown costs count as the largest seen (4 > 1)
+        ((10, 4, 0, 0, 1, 4), "go"),
+        ((12, 4, 0, 1, 4, 4), "go"),
+        ((12, 4, 0, 1, 5, 4), "stop"),  # ... or as the estimate when that is larger
+        ((3, 0, 0, 0, None, None), "go"),  # nothing known: one job to learn the cost
+        ((3, 0, 1, 0, None, None), "wait"),  # ... and only one at a time
+        ((3, 0, 0, 1, None, None), "stop"),  # its cost stayed unknown: cannot guard on
+        ((3, 2, 0, 0, None, 2), "stop"),
+        ((3, 3, 0, 0, 0, 0), "stop"),  # free jobs, but the budget is spent
+        ((0, 0, 0, 0, None, None), "stop"),  # a zero budget submits nothing
+        ((0, 0, 0, 0, 0, None), "stop"),
+        ((1e6, 0, 0, 0, 1e6 / 3, None), "go"),
+        ((1e6, 0, 2, 0, 1e6 / 3, None), "go"),  # rounding does not refuse the third job
+        ((1e6, 0, 3, 0, 1e6 / 3, None), "wait"),
+    ],
+)
+def test_the_credit_guard_arithmetic(args: tuple[Any, ...], verdict: str) -> None:
+    """Unknown costs are charged at max(estimate, largest seen) and never released."""
+    from veo_async._engine import _credit_verdict
+
+    assert _credit_verdict(*args) == verdict
+
+
+@pytest.mark.parametrize("name", ["credit_budget", "estimated_credits_per_job"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, -0.5, True, "3"])
+def test_nonsense_credit_options_are_rejected(name: str, value: Any) -> None:
+    """A NaN, infinite, negative or non-numeric budget or estimate fails at construction."""
+    client = AsyncVeoClient("key", base_url=BASE)
+    with pytest.raises((ValueError, TypeError), match=name):
+        client.batch(["p:1"], **{name: value})
+    batch = client.batch(["p:1"], **{name: 0})
+    assert getattr(batch, name) == 0
+
+
+def _caused_by(error: BaseException, kind: type) -> bool:
+    """Whether ``kind`` is in the cause chain of ``error`` (or named in its message)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return kind.__name__ in str(error)
+
+
+def _with_cost(doc: dict[str, Any], cost: Any) -> dict[str, Any]:
+    return {**doc, "meta": {"usage": {"credits_used": cost}}}
+
+
+@pytest.mark.anyio
+async def test_the_guard_asks_again_once_a_slot_is_free() -> None:
+    """A create that passed the guard while waiting for a slot is checked again: the job
+    ahead came back costing the whole budget, so nothing more is sent."""
+    creates = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal creates
+        if request.method == "POST":
+            creates += 1
+            gid = f"g{creates}"
+            # meanwhile the next input passes the guard (1 credit estimated) and waits
+            await anyio.sleep(0.05)
+            return httpx.Response(200, json=_with_cost({"id": gid, "status": "queued"}, 5))
+        gid = request.url.params["generation_id"]
+        done = {"id": gid, "status": "completed", "video": {"url": "https://cdn.test/v.mp4"}}
+        return httpx.Response(200, json=_with_cost(done, 5))
+
+    async with make_client(handler) as client:
+        results = await collect(
+            client, ["a", "b", "c"], credit_budget=5, estimated_credits_per_job=1, max_concurrency=1
+        )
+    assert creates == 1 and len(results) == 1 and results[0].ok
+
+
+@pytest.mark.anyio
+async def test_a_timed_out_job_of_unknown_cost_stops_the_guard_without_hanging() -> None:
+    """No estimate and a job that times out before saying what it cost: the guard cannot
+    know what is left, so it stops (it used to wait for that cost forever)."""
+    api = FakeAPI()
+    async with make_client(api) as client:
+        with anyio.fail_after(10):
+            async with client.batch(
+                ["stuck", "p:1", "p:1"], credit_budget=1000, job_timeout=0.05
+            ) as batch:
+                results = [r async for r in batch]
+    assert api.creates == 1 and len(results) == 1
+    assert isinstance(results[0].error, WaitTimeoutError)
+    assert batch.stop_reason == "credit_budget"
+    assert [i for i, _ in batch.unsubmitted()] == [1]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("raised", [RecursionError, RuntimeError, httpx.DecodingError])
+async def test_any_exception_from_a_create_makes_the_input_uncertain(raised: type) -> None:
+    """Defence in depth: a create failing with something that is no VeoError (the request may
+    have reached the server) is uncertain, never unsubmitted, and the batch goes on."""
+    api = FakeAPI()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and b"odd" in request.content:
+            api.log.append(("create", "odd"))
+            raise raised("the reply could not be read")
+        return api(request)
+
+    async with make_client(handler) as client, client.batch(["p:1", "odd", "p:2"]) as batch:
+        results = {r.index: r async for r in batch}
+    assert sorted(results) == [0, 1, 2]
+    error = results[1].error
+    assert isinstance(error, CreateOutcomeUnknownError) and _caused_by(error, raised)
+    assert [i for i, _ in batch.uncertain()] == [1] and batch.unsubmitted() == []
+    assert results[0].ok and results[2].ok and batch.stop_reason is None
+    assert [p for kind, p in api.log if kind == "create"].count("odd") == 1
+
+
+@pytest.mark.anyio
+async def test_any_exception_from_a_poll_fails_that_job_only() -> None:
+    """A status request failing with something that is no VeoError is a failed poll: retried
+    with back-off, then that job is a failed result with the cause; the others complete."""
+    api = FakeAPI()
+    polls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal polls
+        if request.method == "GET" and request.url.params["generation_id"] == "g2":
+            polls += 1
+            raise RecursionError("maximum recursion depth exceeded")
+        return api(request)
+
+    async with make_client(handler) as client:
+        with anyio.fail_after(10):
+            async with client.batch(["p:1", "p:2", "p:3"], max_poll_failures=3) as batch:
+                results = {r.index: r async for r in batch}
+    bad = results[1]
+    assert bad.generation_id == "g2" and not bad.ok
+    assert isinstance(bad.error, VeoError) and _caused_by(bad.error, RecursionError)
+    assert 3 <= polls <= 3 * 2  # one per allowed failure, each retried by the client or not
+    assert results[0].ok and results[2].ok
+    assert batch.stop_reason is None and batch.counts.failed == 1
+
+
+@pytest.mark.anyio
+async def test_a_blank_tracked_id_fails_at_once_without_a_request(api: FakeAPI) -> None:
+    """A BatchItem with a blank id cannot be polled: a failed result, no retry, no request."""
+    async with make_client(api) as client:
+        results = await collect(client, [BatchItem(generation_id="  "), "p:1"])
+    by_index = {r.index: r for r in results}
+    assert isinstance(by_index[0].error, RequestValidationError)
+    assert by_index[1].ok and api.polls == 1

@@ -50,6 +50,37 @@ How it works (the shape of aiometer's bounded runner, plus a scheduler):
 ``stop_reason`` values: ``"max_generations"``, ``"credit_budget"``, ``"permission_denied"``
 (403 on create), ``"batch_timeout"``, ``"cancelled"`` (left early or cancelled),
 ``"authentication"`` (401), ``"not_found"`` (404 on create), ``"error"`` (a programming error).
+
+Guarantees against a server that misbehaves (each enforced where the reply enters the engine):
+
+* **Every input is accounted for once.** An input read is settled by one result (ok or
+  failed), or listed by :meth:`Batch.unsubmitted` (provably never sent: not reached, refused
+  with 403, cancelled before its create), or by :meth:`Batch.uncertain` (its create may have
+  started a billed generation). An uncertain input is also yielded once, as a result whose
+  error is :class:`~veo_async.CreateOutcomeUnknownError`; no other result is uncertain.
+* **A create is sent at most once, and anything but a proven refusal is uncertain.** Once the
+  request may have reached the server, any failure before a usable id (a reply that does not
+  decode or parse, ``RecursionError``, any exception that is no ``VeoError``, a reply naming a
+  blank id) makes the input uncertain, never unsubmitted. A create answered with an id the
+  server already gave another input of the batch is uncertain too (with an error naming the
+  id): the input that had the id keeps its job, and the second is never reported completed
+  with the first one's video.
+* **No status reply ends the batch.** A failed, unreadable or malformed status reply (any
+  ``Exception`` from a poll, or a reply about another job's id) is one failed poll of that job:
+  retried with back-off, and after ``max_poll_failures`` in a row the job is a failed result
+  carrying the last error. Only a 401, a 404 on a create and a programming error (an
+  observer hook raising) end a batch.
+* **The credit guard never stops guarding.** ``credit_budget`` and ``estimated_credits_per_job``
+  must be finite and >= 0. A cost the server does not give, or gives as NaN, infinite or
+  negative, is no cost: such a job, and every create of unknown outcome, is charged at
+  max(estimate, largest sane cost seen), from before its create is sent until the batch ends,
+  never at zero. A create is sent only when what is spent, plus what is so charged, plus one
+  more such charge fits the budget, checked again once a concurrency slot is free. So with an
+  estimate and costs never known, at most ``floor(budget / estimate)`` creates are sent;
+  credits can exceed the budget only by what the jobs in flight cost beyond the per-job charge
+  they were admitted at. Without an estimate, one job at a time is in flight until a sane cost
+  is seen, and a job whose cost stays unknown stops submission (``"credit_budget"``): nothing
+  tells what the budget has left. ``max_generations`` counts creates of unknown outcome too.
 """
 
 from __future__ import annotations
@@ -58,6 +89,7 @@ import bisect
 import enum
 import heapq
 import math
+import numbers
 import sys
 import time
 from collections import deque
@@ -72,9 +104,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import _timing
 from ._exceptions import (
+    APIConnectionError,
     AuthenticationError,
     CreateOutcomeUnknownError,
     GenerationFailedError,
+    InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
     RequestValidationError,
@@ -260,6 +294,123 @@ def _other_leaves(group: BaseExceptionGroup[BaseException], exc: BaseException) 
     return False
 
 
+def _check_credits(name: str, value: object) -> float | None:
+    """A credit figure given by the user: a finite number >= 0, or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of credits or None, got {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(
+            f"{name} must be a finite number of credits >= 0 (None for no "
+            f"{'budget' if name == 'credit_budget' else 'estimate'}), got {value!r}"
+        )
+    return number
+
+
+def _sane_credits(generation: Generation) -> float | None:
+    """The cost the server reported, or ``None`` when it is missing or nonsense.
+
+    A missing, non-finite (NaN, infinity) or negative figure is not a cost: the credit guard
+    then counts the job at its estimate, never at zero.
+    """
+    try:
+        raw = generation.credits_used
+    except Exception:  # a figure pydantic kept but that is no number
+        return None
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        number = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _create_error(index: int, request: VideoRequest, exc: Exception) -> VeoError:
+    """What a failed create means for its input; anything not proven harmless is uncertain.
+
+    The client already reports a create that may have reached the server as
+    :class:`CreateOutcomeUnknownError`. This is the engine's own line of defence: an exception
+    that is no :class:`VeoError` (a ``RecursionError`` from a deeply nested reply, a raw
+    transport or decoding error) or an error saying the request was sent or answered with an
+    unreadable success is of unknown outcome too, never "not submitted". Only refusals (4xx,
+    429, a create-safe 5xx), a connection never made and local validation keep their type.
+    """
+    if isinstance(exc, CreateOutcomeUnknownError):
+        return exc
+    if isinstance(exc, VeoError) and not (
+        isinstance(exc, InvalidResponseError)
+        or (isinstance(exc, APIConnectionError) and exc.request_sent)
+    ):
+        return exc
+    detail = str(exc)[:200] or type(exc).__name__
+    error = CreateOutcomeUnknownError(
+        f"the create for input {index} may or may not have started a billed generation: it "
+        f"failed after the request may have reached the server ({type(exc).__name__}: "
+        f"{detail}). Resubmit only if a possible duplicate is acceptable",
+        request=request,
+        request_id=exc.request_id if isinstance(exc, VeoError) else None,
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _unreadable_status(gid: str, exc: Exception) -> VeoError:
+    """A status request that failed with something other than a :class:`VeoError`."""
+    if isinstance(exc, VeoError):
+        return exc
+    detail = str(exc)[:200] or type(exc).__name__
+    error = InvalidResponseError(
+        f"GET status of generation {gid}: the reply could not be read ({type(exc).__name__}: "
+        f"{detail})",
+        method="GET",
+    )
+    error.__cause__ = exc
+    return error
+
+
+_GO = "go"
+_WAIT = "wait"
+_STOP = "stop"
+
+
+def _credit_verdict(
+    budget: float,
+    spent: float,
+    in_flight: int,
+    settled_unknown: int,
+    estimate: float | None,
+    largest: float | None,
+) -> str:
+    """Whether one more create fits ``budget``: ``"go"``, ``"wait"`` or ``"stop"``.
+
+    ``spent`` is the sum of the sane costs the server reported; ``in_flight`` counts jobs
+    created or being created whose cost is not known yet (it may still become known and be
+    lower than the estimate, so the guard waits for them); ``settled_unknown`` counts jobs that
+    ended, or whose create is of unknown outcome, with no sane cost: they may have been
+    charged and will never say what, so they stay charged. Every job of unknown cost is
+    charged at the estimate or the largest cost seen, whichever is larger. With neither, one
+    job at a time is in flight until a cost is seen, and a job whose cost stays unknown stops
+    the guard: it can no longer tell what is left.
+    """
+    known = [x for x in (estimate, largest) if x is not None]
+    per_job = max(known) if known else None
+    if per_job is None:
+        if in_flight:
+            return _WAIT
+        if settled_unknown or spent >= budget:
+            return _STOP
+        return _GO
+    committed = spent + (in_flight + settled_unknown) * per_job
+    if committed + per_job > budget + 1e-9 * max(1.0, budget):
+        return _WAIT if in_flight else _STOP
+    if spent >= budget:
+        return _STOP
+    return _GO
+
+
 class _Job:
     """One input on its way: small and slotted, since 100,000 may be tracked at once."""
 
@@ -332,7 +483,10 @@ class Batch:
 
     ``job_timeout`` ends tracking, not the generation: the result carries
     :class:`~veo_async.WaitTimeoutError` with the id, and the job stays in :meth:`pending`.
-    With ``credit_budget`` and no estimate, at most one job is charged beyond the budget.
+    With ``credit_budget`` and no estimate, jobs go one at a time until a cost is known, then
+    each unknown cost counts as the largest seen. A job whose cost the server leaves unknown
+    (missing or nonsense ``meta.usage``) is charged at the estimate or the largest cost seen,
+    whichever is larger, and with neither it stops submission (see the module's guarantees).
     """
 
     def __init__(
@@ -357,14 +511,13 @@ class Batch:
             raise ValueError("max_concurrency must be at least 1")
         if buffer < 1:
             raise ValueError("buffer must be at least 1")
-        for name, value in (
-            ("job_timeout", job_timeout),
-            ("batch_timeout", batch_timeout),
-            ("credit_budget", credit_budget),
-            ("estimated_credits_per_job", estimated_credits_per_job),
-        ):
+        for name, value in (("job_timeout", job_timeout), ("batch_timeout", batch_timeout)):
             if value is not None and not value >= 0:
                 raise ValueError(f"{name} must not be negative")
+        credit_budget = _check_credits("credit_budget", credit_budget)
+        estimated_credits_per_job = _check_credits(
+            "estimated_credits_per_job", estimated_credits_per_job
+        )
         if max_generations is not None and max_generations < 0:
             raise ValueError("max_generations must not be negative")
         if create_grace < 0 or max_poll_failures < 1:
@@ -424,9 +577,16 @@ class Batch:
         self._stop_reason: str | None = None
         self._fatal: BaseException | None = None
         self._fatal_raised = False
+        # The credit guard's books (see ``_credit_verdict``): the sum of the sane costs the
+        # server reported; jobs created (or being created) whose cost is not known yet; jobs
+        # that ended (or whose create is of unknown outcome) with no sane cost, which may
+        # have been charged; the largest sane cost seen.
         self._credits_known = 0.0
-        self._unknown_credit_jobs = 0
+        self._unknown_in_flight = 0
+        self._unknown_settled = 0
         self._max_job_credits: float | None = None
+        # every generation id this batch created or tracked, to its input index
+        self._gids: dict[str, int] = {}
         self._rate_limited_base = client.governor.rate_limited
 
     # ------------------------------------------------------------------ context manager
@@ -527,14 +687,21 @@ class Batch:
     def uncertain(self) -> list[tuple[int, BatchItem]]:
         """Inputs whose create may or may not have started a (billed) generation.
 
-        A create of unknown outcome (:class:`~veo_async.CreateOutcomeUnknownError`), or a create
-        still unanswered ``create_grace`` seconds after the batch was cancelled.
+        A create of unknown outcome (:class:`~veo_async.CreateOutcomeUnknownError`: the request
+        may have reached the server and no usable id came back, including a blank id or an id
+        the server had already given another input), or a create still unanswered
+        ``create_grace`` seconds after the batch was cancelled. Each input is listed once;
+        resubmit one only if paying twice is acceptable.
         """
         return list(self._uncertain)
 
     @property
     def stop_reason(self) -> str | None:
-        """Why submission stopped early (budget, 401, 403, cancelled), if it did."""
+        """Why submission stopped early (budget, 401, 403, cancelled), if it did.
+
+        ``None`` when every input was read and submitted; a failed job, a failed poll or a
+        create of unknown outcome does not stop a batch.
+        """
         return self._stop_reason
 
     # ------------------------------------------------------------------ lifecycle internals
@@ -658,6 +825,8 @@ class Batch:
             try:
                 request = coerce_request(raw)
             except RequestValidationError as exc:
+                self._counts.failed += 1
+                self._event(index, JobEvent.FAILED, None)
                 self._emit(BatchResult(index, None, None, error=exc, finished_at=time.time()))
                 return
             item = BatchItem(request=request)
@@ -667,25 +836,31 @@ class Batch:
         if item.request is None:
             raise TypeError(f"input {index}: a BatchItem needs a request or a generation_id")
         self._unsubmitted[index] = item
-        reason = await self._guard()
-        if reason is not None:
-            self._stop(reason)
-            return
-        await self._polls_first()
-        await self._sem.acquire()
-        try:
-            if self._limiter is not None:
-                await self._limiter.acquire()
-        except BaseException:
+        while True:
+            reason = await self._guard()
+            if reason is not None:
+                self._stop(reason)
+                return
+            await self._polls_first()
+            await self._sem.acquire()
+            try:
+                if self._limiter is not None:
+                    await self._limiter.acquire()
+            except BaseException:
+                self._sem.release()
+                raise
+            if self._stopping:
+                self._sem.release()
+                return
+            if self._guard_verdict()[0] == _GO:
+                break
+            # While this create waited for a slot, other jobs reported what they cost (or
+            # failed to): the guard is asked again before anything is reserved or sent.
             self._sem.release()
-            raise
-        if self._stopping:
-            self._sem.release()
-            return
         job = _Job(index, item.request, item.key, _SUBMITTING)
         self._active += 1
         self._creating += 1
-        self._unknown_credit_jobs += 1
+        self._unknown_in_flight += 1
         self._counts.submitting += 1
         tg = self._tg
         assert tg is not None
@@ -723,37 +898,41 @@ class Batch:
     async def _guard(self) -> str | None:
         """Wait until the cost guard allows one more create; return a stop reason if never."""
         while True:
-            if self._stopping:
-                return self._stop_reason or "stopped"
-            limit = self.max_generations
-            if limit is not None and self._created + self._creating >= limit:
-                if self._creating == 0:
-                    return "max_generations"
-                await self._feed_wait()
-                continue
-            budget = self.credit_budget
-            if budget is not None:
-                estimate = self.estimated_credits_per_job
-                if estimate is None:
-                    estimate = self._max_job_credits
-                unknown = self._unknown_credit_jobs
-                if estimate is None:
-                    if unknown > 0:
-                        await self._feed_wait()
-                        continue
-                elif self._credits_known + (unknown + 1) * estimate > budget + 1e-9:
-                    if unknown > 0:
-                        await self._feed_wait()
-                        continue
-                    return "credit_budget"
-                elif self._credits_known >= budget:
-                    return "credit_budget"
-            return None
+            verdict, reason = self._guard_verdict()
+            if verdict == _GO:
+                return None
+            if verdict == _STOP:
+                return reason
+            await self._feed_wait()
+
+    def _guard_verdict(self) -> tuple[str, str | None]:
+        """The cost guard now: (``_GO``/``_WAIT``/``_STOP``, the stop reason)."""
+        if self._stopping:
+            return _STOP, self._stop_reason or "stopped"
+        limit = self.max_generations
+        # a create of unknown outcome may have made a generation: it counts
+        made = self._created + self._creating + len(self._uncertain)
+        if limit is not None and made >= limit:
+            return (_WAIT, None) if self._creating else (_STOP, "max_generations")
+        budget = self.credit_budget
+        if budget is not None:
+            verdict = _credit_verdict(
+                budget,
+                self._credits_known,
+                self._unknown_in_flight,
+                self._unknown_settled,
+                self.estimated_credits_per_job,
+                self._max_job_credits,
+            )
+            if verdict != _GO:
+                return verdict, "credit_budget"
+        return _GO, None
 
     def _track(self, index: int, item: BatchItem) -> None:
         assert item.generation_id is not None
         job = _Job(index, item.request, item.key, _TRACKING)
         job.gid = item.generation_id
+        self._gids.setdefault(item.generation_id, index)
         job.resumed = True
         now = _timing.monotonic()
         job.submitted = job.anchor = job.last_poll = now
@@ -791,30 +970,37 @@ class Batch:
                     self._shields.add(shield)
                     try:
                         self._unsubmitted.pop(job.index, None)
+                        # From here on the request may reach the server: only a failure
+                        # that provably started nothing leaves the input out of uncertain().
                         try:
                             generation = await self._client._create(request)
                         except AuthenticationError:
                             raise
                         except NotFoundError:
                             raise
-                        except VeoError as exc:
+                        except Exception as exc:
                             self._sem.release()
                             released = True
-                            self._create_failed(job, item, exc)
+                            self._create_failed(job, item, _create_error(job.index, request, exc))
                             return
                         self._sem.release()
                         released = True
+                        wrong_id = self._wrong_create_id(job, generation)
+                        if wrong_id is not None:
+                            self._create_failed(job, item, wrong_id)
+                            return
                         self._register(job, generation)
                         if obs is not None:
                             await obs.after_submit(job.index, item, generation)
                     finally:
                         self._shields.discard(shield)
-                if shield.cancelled_caught and job.gid is None:
+                if shield.cancelled_caught and job.gid is None and job.state == _SUBMITTING:
                     self._uncertain.append((job.index, item))
                     self._counts.uncertain += 1
                     self._counts.submitting -= 1
                     self._creating -= 1
-                    self._unknown_credit_jobs -= 1
+                    self._unknown_in_flight -= 1
+                    self._unknown_settled += 1  # it may have been created and charged
                     job.state = _FINISHED
                     self._active -= 1
             finally:
@@ -825,7 +1011,7 @@ class Batch:
                     self._unsubmitted[job.index] = item
                     self._counts.submitting -= 1
                     self._creating -= 1
-                    self._unknown_credit_jobs -= 1
+                    self._unknown_in_flight -= 1
                     job.state = _FINISHED
                     self._active -= 1
                     self._wake()
@@ -835,6 +1021,7 @@ class Batch:
     def _register(self, job: _Job, generation: Generation) -> None:
         now = _timing.monotonic()
         job.gid = generation.id
+        self._gids[generation.id] = job.index
         job.state = _TRACKING
         job.submitted = job.anchor = job.last_poll = now
         job.submitted_wall = time.time()
@@ -865,9 +1052,36 @@ class Batch:
             due = min(due, now + 1.5 * queue.grace)
         self._push(job, due)
 
+    def _wrong_create_id(self, job: _Job, generation: Generation) -> VeoError | None:
+        """A create answered with an id that cannot be this input's job, as an error.
+
+        A blank id cannot be polled; an id the server already gave another input of this
+        batch would report this input completed with that input's video. Either way the
+        server may have started (and billed) a job for this input that cannot be tracked: the
+        input is uncertain, and the job that owns the id goes on as it was.
+        """
+        gid = generation.id
+        if not gid.strip():
+            why = f"a blank generation id ({gid!r})"
+        else:
+            other = self._gids.get(gid)
+            if other is None:
+                return None
+            why = (
+                f"generation id {gid!r}, which the server had already given input {other}; "
+                f"input {other} keeps that generation, and this input is not reported with its "
+                "video"
+            )
+        return CreateOutcomeUnknownError(
+            f"the create for input {job.index} was answered with {why}. A generation may have "
+            "been started (and billed) for this input that cannot be tracked; resubmit only if "
+            "a possible duplicate is acceptable",
+            request=job.request,
+        )
+
     def _create_failed(self, job: _Job, item: BatchItem, exc: VeoError) -> None:
         self._creating -= 1
-        self._unknown_credit_jobs -= 1
+        self._unknown_in_flight -= 1
         self._counts.submitting -= 1
         job.state = _FINISHED
         self._active -= 1
@@ -877,10 +1091,12 @@ class Batch:
         elif isinstance(exc, CreateOutcomeUnknownError):
             self._uncertain.append((job.index, item))
             self._counts.uncertain += 1
+            self._unknown_settled += 1  # it may have been created and charged
         self._counts.failed += 1
         self._event(job.index, JobEvent.FAILED, None)
         self._emit(BatchResult(job.index, job.request, job.key, error=exc, finished_at=time.time()))
         self._wake()
+        self._feed_wake()
 
     # ------------------------------------------------------------------ scheduling
 
@@ -1006,24 +1222,41 @@ class Batch:
                     self._counts.status_requests += 1
             except AuthenticationError:
                 raise
-            except (NotFoundError, PermissionDeniedError) as exc:
+            except (NotFoundError, PermissionDeniedError, RequestValidationError) as exc:
                 self._finish(job, None, exc)
                 return
-            except VeoError as exc:
-                job.failures += 1
-                now = _timing.monotonic()
-                if job.failures >= self.max_poll_failures:
-                    self._finish(job, None, exc)
-                elif now >= job.deadline:
-                    self._timeout(job, f"did not finish within {self.job_timeout} s")
-                else:
-                    # (service seconds, like every SDK wait: scaled with the client)
-                    backoff = min(60.0, 2.0**job.failures) * self._client.time_scale
-                    self._push(job, now + backoff)
+            except Exception as exc:
+                # A failed or unreadable status reply is this job's trouble, never the
+                # batch's (cancellation is no Exception and goes through).
+                self._poll_failed(job, _unreadable_status(gid, exc))
+                return
+            if generation.id != gid:
+                self._poll_failed(
+                    job,
+                    InvalidResponseError(
+                        f"GET status of generation {gid} (input {job.index}) was answered "
+                        f"with generation {generation.id!r}: a reply about another job is not "
+                        "taken for this one",
+                        method="GET",
+                    ),
+                )
                 return
             self._observed(job, generation)
         except Exception as exc:
             self._die(exc)
+
+    def _poll_failed(self, job: _Job, exc: VeoError) -> None:
+        """A status request failed (after the client's retries): back off, or give up."""
+        job.failures += 1
+        now = _timing.monotonic()
+        if job.failures >= self.max_poll_failures:
+            self._finish(job, None, exc)
+        elif now >= job.deadline:
+            self._timeout(job, f"did not finish within {self.job_timeout} s")
+        else:
+            # (service seconds, like every SDK wait: scaled with the client)
+            backoff = min(60.0, 2.0**job.failures) * self._client.time_scale
+            self._push(job, now + backoff)
 
     def _observed(self, job: _Job, generation: Generation) -> None:
         now = _timing.monotonic()
@@ -1129,13 +1362,13 @@ class Batch:
         return slot if isinstance(slot, float) else slot.anchor + policy.expected(slot.prior)
 
     def _note_credits(self, job: _Job, generation: Generation) -> None:
-        credits = generation.credits_used
+        credits = _sane_credits(generation)
         if credits is None:
-            return
+            return  # missing or nonsense: the job stays charged at the estimate
         previous = job.credits
         if previous is None:
             if not job.resumed:
-                self._unknown_credit_jobs -= 1
+                self._unknown_in_flight -= 1
             self._credits_known += credits
         else:
             self._credits_known += credits - previous
@@ -1157,8 +1390,6 @@ class Batch:
             last=last,
         )
         self._timed_out[job.index] = PendingJob(job.index, gid, job.request, job.key)
-        if job.credits is None and not job.resumed:
-            self._unknown_credit_jobs += 1  # still reserved: it may yet be charged
         self._finish(job, last, error)
 
     def _finish(
@@ -1181,7 +1412,10 @@ class Batch:
         else:
             counts.failed += 1
         if job.credits is None and not job.resumed:
-            self._unknown_credit_jobs -= 1
+            # ended with no sane cost (no meta.usage, a failure, a timeout): it may have been
+            # charged, so it stays charged at the estimate
+            self._unknown_in_flight -= 1
+            self._unknown_settled += 1
         now = _timing.monotonic()
         if self._queue is not None and job.rank >= 0:
             # When the server freed the slot: it finished after the previous poll and by
@@ -1215,10 +1449,5 @@ class Batch:
     def _emit(self, result: BatchResult) -> None:
         send = self._send
         assert send is not None
-        if result.error is not None and result.generation_id is None:
-            pass  # counted by the caller (create failures) or below (invalid inputs)
-        if isinstance(result.error, RequestValidationError):
-            self._counts.failed += 1
-            self._event(result.index, JobEvent.FAILED, None)
         send.send_nowait(result)
         self._progress()
