@@ -6,8 +6,8 @@ Modes (each prints one line per committed step, flushed, so the parent knows wha
   ``won KEY`` for each one this process won.
 - ``hold URL BATCH NAME N``: take every work item, take the intent of the first third, record
   an id for the second third, print ``ready``, then renew the leases forever (until killed).
-- ``bucket URL NAME RATE BURST UNTIL``: acquire from the shared budget until wall time
-  ``UNTIL``; print ``ok TIME`` for each grant.
+- ``bucket URL NAME RATE BURST SPAN``: connect, print ``ready``, wait for a line on stdin,
+  then acquire from the shared budget for ``SPAN`` s; print ``ok TIME`` for each grant.
 - ``journal URL BATCH N``: run jobs through every step (intent, id, finished, downloaded),
   printing ``intent KEY`` / ``submitted KEY`` / ``downloaded KEY`` after each commit; on a
   restart, jobs found ``submitting`` are marked abandoned first (what the CLI does).
@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from veo_async.stores import (
     Event,
@@ -80,9 +81,12 @@ async def hold(url: str, batch: str, name: str, n: int) -> None:
         await anyio.sleep(0.1)
 
 
-async def bucket(url: str, name: str, rate: float, burst: float, until: float) -> None:
-    """Acquire from the shared budget in a tight loop until ``until``."""
+async def bucket(url: str, name: str, rate: float, burst: float, span: float) -> None:
+    """Connect, say ``ready``, wait for a line on stdin, then acquire for ``span`` seconds."""
     async with await SharedBudget.open(url, name=name, rate=rate, burst=burst) as budget:
+        say("ready")
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+        until = time.time() + span
         while time.time() < until:
             with anyio.move_on_after(max(0.0, until - time.time())):
                 await budget.acquire()

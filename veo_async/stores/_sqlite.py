@@ -135,7 +135,11 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        await self._run(self._conn.close)
+
+        def close() -> None:
+            self._conn.close()
+
+        await self._run(close)
 
     async def __aenter__(self) -> SQLiteStore:
         return self
