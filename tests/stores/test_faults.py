@@ -6,6 +6,7 @@ import random
 import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,27 @@ async def test_sqlite_store_survives_sigkill_at_random_moments(tmp_path: Path) -
     uncertain = {k for k, j in jobs.items() if j.state is JobState.UNCERTAIN}
     # every job is downloaded, except those whose create was in flight at a kill (reported)
     assert len(jobs) == n and done | uncertain == set(jobs) and len(uncertain) <= 6
+
+
+@ASYNCIO_ONLY
+async def test_a_worker_clock_off_by_minutes_changes_nothing_in_redis(
+    redis_server: RedisServer, batch_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With this process's clock 10 minutes fast, Redis still stamps jobs with its own time and
+    measures lease idleness itself: fresh leases are not reclaimed, stamps are not skewed."""
+    real_time = time.time
+    store = await RedisStore.open(redis_server.url, batch_id=batch_id)
+    try:
+        (key,) = input_keys([{"prompt": "skew"}])
+        await store.add_inputs([(key, {"prompt": "skew"})])
+        monkeypatch.setattr(time, "time", lambda: real_time() + 600.0)
+        items = await store.take_work("skewed", count=1)
+        assert await store.claim_intent(key, "skewed")
+        job = await store.get(key)
+        assert job is not None and job.intent_at is not None
+        assert abs(job.intent_at - real_time()) < 5
+        assert await store.reclaim("other", min_idle=60.0) == []
+        assert await store.pending() == {"skewed": 1}
+        assert await store.heartbeat("skewed", items) == []
+    finally:
+        await store.aclose()

@@ -219,16 +219,14 @@ def _redact_message(text: str, url: str) -> str:
 
 
 def _require_asyncio() -> None:
-    import sniffio
+    import asyncio
 
     try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = None
-    if library != "asyncio":
+        asyncio.get_running_loop()
+    except RuntimeError:
         raise StoreError(
-            f"RedisStore runs on asyncio only (redis.asyncio); this code runs on {library}"
-        )
+            "RedisStore and SharedBudget run on asyncio only (redis.asyncio), not on trio"
+        ) from None
 
 
 def _text(value: Any) -> str:
