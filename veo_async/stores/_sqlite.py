@@ -448,8 +448,9 @@ class SQLiteStore:
             lost = []
             for item in items:
                 cur = conn.execute(
-                    "UPDATE work SET renewed_at = ? WHERE id = ? AND owner = ? AND acked = 0",
-                    (now, int(item.id), worker),
+                    "UPDATE work SET renewed_at = ? "
+                    "WHERE id = ? AND batch = ? AND owner = ? AND acked = 0",
+                    (now, int(item.id), self._batch, worker),
                 )
                 if not cur.rowcount:
                     lost.append(item)
