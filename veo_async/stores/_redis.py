@@ -188,10 +188,15 @@ def connect_redis(url: str, *, reconnect_attempts: int = 12) -> Redis:
 async def probe_redis(url: str, *, timeout: float = 5.0) -> None:
     """Fail fast with :class:`StoreUnavailableError` when nothing answers ``PING`` at ``url``."""
     _require_asyncio()
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    try:
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise StoreError(
+            "a redis:// store needs the redis client: pip install 'veo-async[redis]'"
+        ) from None
 
     probe: Redis = Redis.from_url(
         url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=timeout, socket_timeout=timeout
