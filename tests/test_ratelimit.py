@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from veo_async import _timing
-from veo_async._ratelimit import RateGovernor
+from veo_async.ratelimit import RateGovernor
 
 
 class FakeClock:
