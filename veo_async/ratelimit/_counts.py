@@ -6,6 +6,7 @@ Pure: every time is passed in by the caller.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from ._tuning import GovernorTuning
 
@@ -118,7 +119,7 @@ def is_significant(share: float, answered: int, tolerance: float, tuning: Govern
     return share > min(tolerance + margin, tuning.max_significant_share)
 
 
-def noise_run(chain: list[Epoch], tuning: GovernorTuning) -> list[Epoch] | None:
+def noise_run(chain: Sequence[Epoch], tuning: GovernorTuning) -> list[Epoch] | None:
     """The run of recent epochs showing 429s that do not depend on the rate, or ``None``.
 
     A real limit refuses less at each lower pace (nothing at all below it); 429s that do not
