@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from veo_async import FixedIntervalPolicy, PollPolicy
-from veo_async._polling import QueueModel, schedule_cost
+from veo_async.polling import QueueModel, schedule_cost
 
 
 def veo2_durations(n: int, seed: int = 0) -> list[float]:

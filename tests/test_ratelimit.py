@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import anyio
 import pytest
 
 from veo_async import _timing
-from veo_async._ratelimit import RateGovernor
+from veo_async.ratelimit import GovernorTuning, PaceState, RateGovernor, RateLimitPause, TokenBucket
+from veo_async.ratelimit._counts import is_significant, noise_run
 
 
 class FakeClock:
@@ -299,3 +301,86 @@ async def test_random_429s_at_a_low_request_rate_do_not_ratchet_the_pace(
     log = await drive(gov, clock, 1200.0, demand=3.0, admit=flaky)
     assert gov.learned_rate is None or gov.learned_rate >= 3.0
     assert admitted_rate(log, later + 60.0) >= 0.85 * 3.0
+
+
+# ---------------------------------------------------------------------- the parts
+
+
+def test_the_tuning_names_every_threshold_and_is_frozen() -> None:
+    """Thresholds are fields of one frozen object; keyword overrides and ``tuning=`` agree."""
+    tuning = GovernorTuning()
+    assert tuning.headroom == 0.97 and tuning.min_evidence == 3 and tuning.probe_step == 0.04
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tuning.headroom = 0.5  # type: ignore[misc]
+    by_keyword = RateGovernor(headroom=0.9, probe_seconds=5.0)
+    by_object = RateGovernor(tuning=GovernorTuning(headroom=0.9, probe_seconds=5.0))
+    assert by_keyword.tuning == by_object.tuning
+    assert by_keyword.tuning.headroom == 0.9 and by_keyword.tuning.verify_seconds == 10.0
+    over = RateGovernor(tuning=GovernorTuning(headroom=0.9), headroom=0.8)
+    assert over.tuning.headroom == 0.8  # a keyword overrides the object
+    with pytest.raises(ValueError, match="min_evidence"):
+        GovernorTuning(min_evidence=0)
+
+
+@pytest.mark.anyio
+async def test_the_state_is_an_enum_equal_to_its_old_string(clock: FakeClock) -> None:
+    """``state`` is a ``PaceState``; it still compares equal to the strings it used to be."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    assert gov.state == "unpaced" and isinstance(gov.state, PaceState)
+    await drive(gov, clock, 30.0, demand=50.0, admit=server.take)
+    assert gov.learned_rate is not None
+    assert gov.state in (PaceState.VERIFYING, PaceState.SETTLED, PaceState.PROBING)
+    assert {s.value for s in PaceState} == {"unpaced", "verifying", "settled", "probing"}
+
+
+def test_the_token_bucket_refills_up_to_its_capacity() -> None:
+    """Tokens accrue at the rate, up to the capacity; none accrue before a pause ends."""
+    bucket = TokenBucket(2.0, now=0.0)
+    assert bucket.take() and bucket.take() and not bucket.take()
+    assert bucket.wait(rate=4.0) == pytest.approx(0.25)
+    bucket.refill(10.0, rate=4.0, capacity=3.0)
+    assert bucket.tokens == 3.0
+    bucket.clamp()
+    assert bucket.tokens == 1.0
+    bucket.frozen_until(20.0)
+    bucket.refill(15.0, rate=4.0, capacity=3.0)  # still paused: nothing accrues
+    assert bucket.tokens == 1.0
+
+
+def test_the_pause_extends_and_decides_once_per_burst() -> None:
+    """A 429 pauses until ``now + delay`` (never shortening it); 429s of requests sent before
+    the reaction are the same burst."""
+    pause = RateLimitPause()
+    pause.refused(10.0, 2.0)
+    pause.refused(10.5, 0.5)  # ends before the pause: no extension
+    assert pause.until == 12.0 and pause.paused_seconds == pytest.approx(2.0)
+    assert pause.new_burst(10.0, sent_at=9.0)
+    assert not pause.new_burst(10.5, sent_at=9.5)  # sent before the reaction
+    assert pause.new_burst(13.0, sent_at=12.5)
+    assert pause.bursts == 2 and pause.rate_limited == 2
+    assert pause.rate_limited_after_reaction == 1
+
+
+def test_significance_needs_a_share_clearly_above_the_tolerance() -> None:
+    """3 of 30 refused is a fluke at 10 % tolerance; 45 of 300 is a limit; 60 % always is."""
+    t = GovernorTuning()
+    assert not is_significant(3 / 30, 30, 0.1, t)
+    assert not is_significant(30 / 300, 300, 0.1, t)
+    assert is_significant(45 / 300, 300, 0.1, t)
+    assert is_significant(0.6, 3, 0.1, t)
+    assert not is_significant(1.0, 0, 0.1, t)
+
+
+def test_the_noise_test_needs_unchanged_shares_over_spread_paces() -> None:
+    """Three epochs refusing about the same share at paces 20 % apart are noise; a share
+    that falls with the pace (a real limit), or paces too close together, are not."""
+    t = GovernorTuning()
+    noise = [(None, 0.2, 100), (80.0, 0.21, 100), (70.0, 0.19, 100)]
+    assert noise_run(noise, t) == list(reversed(noise))
+    limit = [(None, 0.5, 100), (80.0, 0.2, 100), (70.0, 0.05, 100)]
+    assert noise_run(limit, t) is None
+    close = [(72.0, 0.2, 100), (71.0, 0.21, 100), (70.0, 0.19, 100)]
+    assert noise_run(close, t) is None
+    thin = [(None, 0.2, 100), (80.0, 0.2, 5), (70.0, 0.2, 100)]
+    assert noise_run(thin, t) is None  # an epoch with too few answers breaks the run

@@ -1,0 +1,61 @@
+"""When to look at a generation next. Pure decisions: no clock, no network.
+
+A generation takes a fairly predictable time (about 42 to 49 s for a 5 s Veo2 clip), so polling
+at a fixed interval wastes requests early and adds delay late. The parts:
+
+:class:`PollPlanner` (``_protocol.py``)
+    The seam: four decisions (first poll, next poll after a reply, next poll after a failed
+    status request, what a finished job teaches). A new policy is a class of about 30 lines
+    implementing them; :class:`JobTiming` is what it knows about a job.
+
+:class:`PollPolicy` (``_adaptive.py``; per client or per batch; learns across jobs)
+    Times are measured from the job's *start anchor*: when it was submitted, or, when the
+    server had it ``queued`` behind its concurrency limit, when it is estimated to have started.
+
+    1. Before it knows anything, the first poll is at ``first_poll_fraction`` of the expected
+       duration (``request.expected_seconds()``), then every ``interval`` seconds.
+    2. From completions observed in this run (``observe``) it fits a *schedule*
+       (``_schedule.py``): the first poll at some quantile of the observed durations, then a
+       fixed step. The fit minimises ``requests per job + delay_weight * mean detection delay
+       (s)`` over the observed durations (a small grid search over at most ``window``
+       samples, redone as samples accumulate), so a tight distribution gets a late first poll
+       and short steps, a wide one longer steps.
+    3. Past the bulk of the observed durations (``tail_quantile``) the step grows
+       geometrically (``backoff``) up to ``max_interval``: a straggler costs few requests.
+
+:class:`QueueModel` (``_queue.py``; per batch)
+    The server runs only so many generations per key at once; the rest stay ``queued``, so
+    time from submission is not time from start. When a poll sees a job still ``queued``
+    well after submission (``queued_grace``), the model marks the server *saturated* and
+    estimates its concurrency ``C``. A queued job of rank ``s`` then starts when the job of
+    rank ``s - C`` finishes, so its anchor is that job's (observed or predicted) completion:
+    no request is spent on jobs that cannot have started.
+
+:class:`BatchPlanner` (``_batch.py``; per batch)
+    The policy, the queue model and the batch's slot history together: the planner a batch
+    uses (canary polls, start estimates, re-planning the job that takes a freed slot).
+
+:class:`FixedIntervalPlanner` (``_fixed.py``)
+    Every ``interval`` seconds, nothing learned: the naive baseline.
+    (:class:`FixedIntervalPolicy` is the same baseline for places that take a ``PollPolicy``.)
+"""
+
+from ._adaptive import PollPolicy
+from ._batch import BatchPlanner
+from ._fixed import FixedIntervalPlanner, FixedIntervalPolicy
+from ._protocol import JobTiming, PollJob, PollPlanner
+from ._queue import QueueModel
+from ._schedule import Schedule, schedule_cost
+
+__all__ = [
+    "BatchPlanner",
+    "FixedIntervalPlanner",
+    "FixedIntervalPolicy",
+    "JobTiming",
+    "PollJob",
+    "PollPlanner",
+    "PollPolicy",
+    "QueueModel",
+    "Schedule",
+    "schedule_cost",
+]

@@ -1,0 +1,281 @@
+"""The batch planner: "when to poll" for every job of one batch, with the server's queue.
+
+It composes the adaptive :class:`PollPolicy` (learned schedule), the :class:`QueueModel`
+(jobs queued behind the server's concurrency limit) and the batch's slot history (when each
+slot came free). Pure: every time comes from the caller; the only outside input is
+``holding`` (whether a rate limiter is holding requests back), a callable given at
+construction.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from .._models import GenerationStatus
+from ._adaptive import PollPolicy, failure_backoff
+from ._protocol import PollJob
+from ._queue import QueueModel
+
+if TYPE_CHECKING:
+    from .._models import Generation
+
+__all__ = ["BatchPlanner"]
+
+J = TypeVar("J", bound=PollJob)
+
+CANARY_EVERY = 16
+"""One job in this many gets an early "canary" poll until the server is seen saturated."""
+CANARY_GRACE_FACTOR = 1.5
+"""The canary poll comes this many queue graces after submission."""
+MIN_THROUGHPUT_SAMPLES = 8
+"""Finishes needed before the batch's throughput bounds a predicted start."""
+_RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
+
+
+def _never() -> bool:
+    return False
+
+
+class BatchPlanner(Generic[J]):
+    """Plans the polls of one batch (a :class:`PollPlanner`, plus the finer steps the engine
+    needs between them). ``J`` is the caller's job record (any :class:`PollJob`).
+
+    ``holding``: whether a rate limiter is holding requests back (then the batch is
+    *rate-bound* unless the server has a deep queue of its jobs). ``failure_time_scale``: the
+    scale of the back-off after failed polls (default: the policy's ``time_scale``).
+    """
+
+    def __init__(
+        self,
+        policy: PollPolicy,
+        *,
+        holding: Callable[[], bool] = _never,
+        failure_time_scale: float | None = None,
+    ) -> None:
+        self.policy = policy
+        self.queue: QueueModel | None = (
+            QueueModel(policy.queued_grace * policy.time_scale) if policy.queue_aware else None
+        )
+        self.created = 0
+        """Jobs submitted by this batch (not resumed ones)."""
+        self._holding = holding
+        self._failure_scale = (
+            policy.time_scale if failure_time_scale is None else failure_time_scale
+        )
+        self._ranks: list[J | float] = []  # by rank: the job, or when its slot came free
+        self._finish_times: deque[float] = deque(maxlen=256)
+        self._freed: list[float] = []  # every freed slot's time, sorted
+
+    # ------------------------------------------------------------------ batch state
+
+    def add(self, job: J) -> None:
+        """A job starts being tracked: give it its submission rank (when queue-aware)."""
+        if not job.resumed:
+            self.created += 1
+        if self.queue is not None:
+            job.rank = len(self._ranks)
+            self._ranks.append(job)
+
+    @property
+    def deep_queue(self) -> bool:
+        """Whether the server is saturated with at least two waves of this batch's jobs
+        (then a create only joins the queue: due polls may go first)."""
+        queue = self.queue
+        if queue is None or not queue.saturated or queue.concurrency is None:
+            return False
+        return self.created - queue.done >= 2 * queue.concurrency
+
+    def rate_bound(self) -> bool:
+        """Whether requests are scarce: a rate limit decides when they go, and a create held
+        back would cost makespan. Not while the server has a deep queue of this batch's jobs:
+        a create then only joins the queue, so polls need not be saved."""
+        return self._holding() and not self.deep_queue
+
+    def throughput(self) -> float:
+        """Jobs finished per second over the recent finishes (0 when unknown)."""
+        times = self._finish_times
+        if len(times) < MIN_THROUGHPUT_SAMPLES:
+            return 0.0
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0 else 0.0
+
+    # ------------------------------------------------------------------ PollPlanner
+
+    def first_poll(self, job: J, now: float) -> float:
+        """The first poll: planned from the start anchor; a resumed job at once."""
+        if job.resumed:
+            return now
+        due = self.plan(job, now)
+        queue = self.queue
+        if queue is not None and not queue.saturated and job.rank % CANARY_EVERY == 0:
+            # A canary: a server that queues jobs behind its concurrency limit is noticed
+            # while it happens (a first poll near the expected duration finds a queued job
+            # already generating, and its duration would be learned from its submission).
+            due = min(due, now + CANARY_GRACE_FACTOR * queue.grace)
+        return due
+
+    def next_poll(self, job: J, reply: Generation, now: float) -> float:
+        """:meth:`seen`, then :meth:`plan`."""
+        self.seen(job, reply, now)
+        return self.plan(job, now)
+
+    def after_failure(self, job: J, now: float) -> float:
+        """Back off ``2 ** failures`` service seconds (at most 60)."""
+        return now + failure_backoff(job.failures, self._failure_scale)
+
+    def finished(self, job: J, reply: Generation | None, now: float) -> None:
+        """Learn from a job completed by a poll; free its slot in the queue model.
+
+        Then ask :meth:`successor` which queued job to plan again.
+        """
+        if reply is not None and reply.is_terminal and job.polls > 0:
+            if reply.status is GenerationStatus.COMPLETED and not job.resumed:
+                self._learn(job, now)
+            if self.queue is not None:
+                self.queue.saw_started(job.rank)
+        self._free_slot(job, now)
+
+    # ------------------------------------------------------------------ finer steps
+
+    def seen(self, job: J, reply: Generation, now: float) -> None:
+        """Record what a poll at ``now`` showed of a job that is not final."""
+        status = reply.status
+        queue = self.queue
+        if status is GenerationStatus.QUEUED:
+            if queue is not None:
+                waited = now - job.submitted
+                queue.saw_queued(job.rank, waited)
+                if waited >= queue.grace or job.resumed:
+                    job.queued_seen = True
+                    job.started = False
+                    job.anchor = max(job.anchor, now)
+        elif status in _RUNNING and not job.started:
+            if job.queued_seen or job.anchor > now:
+                job.anchor = min(now, max(job.last_poll, 0.5 * (job.last_poll + now)))
+            job.started = True
+            if queue is not None:
+                queue.saw_started(job.rank)
+        job.last_poll = now
+        job.running_seen = status in _RUNNING
+
+    def plan(self, job: J, now: float) -> float:
+        """The next poll time of ``job``; a queued job no earlier than it can have started."""
+        policy = self.policy
+        queue = self.queue
+        if queue is None or job.started:
+            return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
+        before = queue.predecessor(job.rank)
+        if before is not None:
+            freed = self._slot_freed(before)
+            if freed > job.anchor:
+                # Never later than when every job ahead of it will have finished at the
+                # throughput seen so far (guards against an underestimated concurrency, a
+                # non-FIFO server or slots taken by someone else).
+                rate = self.throughput()
+                if rate > 0:
+                    ahead = max(1, job.rank - queue.done)
+                    freed = min(freed, max(now, job.anchor) + ahead / rate)
+                job.anchor = max(job.anchor, freed)
+        return max(now, job.anchor + policy.first_delay(job.prior, rate_bound=self.rate_bound()))
+
+    def recheck(self, job: J, now: float) -> float | None:
+        """A due job not seen started: when it should be polled now (``None``: not queue-aware
+        or already started, poll as planned)."""
+        if self.queue is None or job.started:
+            return None
+        return self.plan(job, now)
+
+    def successor(self, now: float) -> tuple[J, float] | None:
+        """After a slot came free: the queued job that takes it and its new, earlier due time.
+
+        Its first poll was planned from a predicted start (a chain of expected durations);
+        now the start is known.
+        """
+        queue = self.queue
+        if queue is None or queue.concurrency is None or not queue.saturated:
+            return None
+        rank = len(self._freed) - 1 + queue.concurrency
+        if not 0 <= rank < len(self._ranks):
+            return None
+        job = self._ranks[rank]
+        if isinstance(job, float) or job.started:
+            return None
+        due = self.plan(job, now)
+        return (job, due) if due < job.planned - 1e-6 else None
+
+    # ------------------------------------------------------------------ internals
+
+    def _learn(self, job: J, now: float) -> None:
+        """Learn the duration of a job completed by this poll.
+
+        A late poll (a busy event loop, a rate limit) must not teach the policy that jobs are
+        slow, or the first poll would drift later and later: the planned time of the poll is
+        the upper end.
+        """
+        policy = self.policy
+        if not policy.learn:
+            return
+        anchor = self.start_estimate(job)
+        if anchor is None:
+            return
+        upper = min(now, job.due)
+        if job.running_seen:
+            # the previous poll saw it generating: it finished in between
+            lower = max(job.last_poll, anchor)
+            policy.observe(0.5 * (lower + upper) - anchor, job.prior)
+        else:
+            # found done with no sighting of it running: an upper bound only (before
+            # anything is learned below it: half a step before)
+            step = policy.step(job.prior)
+            guess = 0.5 * (max(upper - step, anchor) + upper) - anchor
+            policy.observe_at_most(upper - anchor, job.prior, fallback_seconds=guess)
+
+    def start_estimate(self, job: J) -> float | None:
+        """When ``job`` started on the server, for learning its duration; ``None``: unknown.
+
+        A job never seen ``queued`` is anchored at its submission. That is right on a server
+        with free slots, but once the server is known to be saturated, a job that had a
+        predecessor in the FIFO queue started no earlier than that predecessor finished
+        (learning from the submission time would teach the policy that jobs take twice as
+        long, and each wave of a long queue would be detected later than the one before).
+        """
+        queue = self.queue
+        if queue is None or job.queued_seen or not queue.saturated:
+            return job.anchor
+        before = queue.predecessor(job.rank)
+        if before is None:
+            return job.anchor
+        if before >= len(self._freed):
+            return None  # fewer slots have come free than it needed: a non-FIFO server
+        return max(job.anchor, self._freed[before])
+
+    def _slot_freed(self, before: int) -> float:
+        """When the slot that the job ``before + concurrency`` waits for comes free.
+
+        On a FIFO server that job starts at the ``before``-th slot freed (counting in time
+        order, whichever job it was), so a completion seen is used as it is; only when fewer
+        have been seen is the job of rank ``before`` predicted.
+        """
+        freed = self._freed
+        if before < len(freed):
+            return freed[before]
+        slot = self._ranks[before]
+        if isinstance(slot, float):
+            return slot
+        return slot.anchor + self.policy.expected(slot.prior)
+
+    def _free_slot(self, job: J, now: float) -> None:
+        """When the server freed the job's slot: after the previous poll and by this one;
+        within that, where its expected duration puts it (the time of this poll would make
+        every wave of a long queue inherit the detection delay of the wave before it)."""
+        if self.queue is None or job.rank < 0:
+            return
+        expected = job.anchor + self.policy.expected(job.prior)
+        freed = min(now, max(job.last_poll, expected))
+        self.queue.finished()
+        self._ranks[job.rank] = freed
+        self._finish_times.append(freed)
+        bisect.insort(self._freed, freed)  # nearly in order: cheap

@@ -1,0 +1,80 @@
+"""The shared request-rate governor: one per client, used by every create, poll and get.
+
+It does three things, all free when unused (no lock, no sleep, a few counters), each in its
+own part:
+
+* :class:`TokenBucket` (``_bucket.py``): an optional client-side rate
+  (``requests_per_second``);
+* :class:`RateLimitPause` (``_bucket.py``): a **whole-pipeline pause** after a 429: every
+  request waits until the ``Retry-After`` (or a backoff) has passed, instead of each request
+  discovering the limit on its own;
+* :class:`PaceLearner` (``_learner.py``, counting in ``_counts.py``): a **learned pace** that
+  stays just under the server's limit, found from what the server let through, and probed
+  upwards only rarely.
+
+:class:`RateGovernor` (``_governor.py``) composes them and is the only part that reads the
+clock or waits. Every threshold is a named field of :class:`GovernorTuning` (``_tuning.py``);
+the learner's state is a :class:`PaceState`.
+
+How the pace is learned
+-----------------------
+Time is cut into *epochs*: each starts when the pace changes. For the requests released in the
+current epoch the learner counts the answers the server let through (anything but a 429, since
+a 5xx was still admitted by the server's limiter) and the 429s.
+
+1. **No pace yet.** A 429 lowers nothing unless the epoch shows a limit: at least
+   ``min_evidence`` 429s *and* more than ``noise_tolerance`` of its answers refused, by
+   ``significance_sigmas`` standard errors of a share of that many answers. Scattered 429s
+   that do not depend on the request rate (a flaky gateway, random throttling) only pause;
+   they never pace the batch.
+2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through during
+   the epoch (answers per second while we pressed against it: for a token bucket that is its
+   refill rate, plus the burst allowance spread over the epoch). The next epoch is a
+   *verifying* one: a correct pace draws no 429 at all, so any new 429 in it lowers again, from
+   a measurement that no longer includes the initial burst. Two lowerings usually suffice.
+3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
+4. **Probing.** While the pace is actually holding requests back, every ``probe_seconds`` it
+   is raised by ``probe_step`` to find a limit that has grown. The probe stands after
+   ``probe_stand_intervals`` more intervals without a 429, if requests went faster than the
+   old pace. A 429 during a probe, or at the pace it reached before the next probe (a
+   server's burst allowance can hide a small excess for a long while), reverts to the pace
+   below it and multiplies the probe interval by ``probe_backoff`` (up to
+   ``probe_max_factor``), so a fixed limit costs one 429 per ever-longer interval instead of
+   a sawtooth of bursts. At a settled pace an isolated 429 only pauses; ``min_evidence`` of
+   them within ``count_seconds`` lower the pace again (a limit that tightened), but only
+   while the pace is holding requests back: one that holds nothing back (the batch asks for
+   less now) is judged by rule 1, like no pace at all.
+5. **Noise.** A chain of lowerings that leaves the refused share unchanged shows 429s that
+   do not depend on the rate: the pace goes back up and such a share only pauses from then
+   on (``noise``; see :func:`~veo_async.ratelimit._counts.noise_run`).
+
+The learned pace never drops below ``relative_floor`` times the best rate the server was
+measured to let through in a verifying epoch (``ceiling``; measured once the burst allowance
+was drained), nor below ``floor`` requests per second, so 429s that do not depend on the rate,
+however many, cannot ratchet a batch down to a crawl. (The price: a limit that later falls
+below that is honoured by the pauses alone.) Durations are in service seconds: with
+``time_scale`` (a time-compressed emulator) they shrink with it.
+
+A 429 for a request *sent before* the governor reacted to an earlier 429 belongs to the same
+burst: it extends the pause if needed but is not a new decision. ``bursts`` counts new
+decisions; ``rate_limited`` every 429; ``rate_limited_after_reaction`` the 429s of requests
+released after the first reaction (the ones pacing could have avoided); ``lowered`` and
+``probes_failed`` count pace changes.
+
+Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so no request starves. Time comes
+from ``veo_async._timing`` (a testing switch removes all waiting).
+"""
+
+from ._bucket import RateLimitPause, TokenBucket
+from ._governor import RateGovernor
+from ._learner import PaceLearner
+from ._tuning import GovernorTuning, PaceState
+
+__all__ = [
+    "GovernorTuning",
+    "PaceLearner",
+    "PaceState",
+    "RateGovernor",
+    "RateLimitPause",
+    "TokenBucket",
+]

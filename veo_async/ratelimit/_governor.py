@@ -1,0 +1,222 @@
+"""The rate governor: one per client, composing the token bucket, the pause and the learner.
+
+The only part here that touches a clock or waits is :meth:`RateGovernor.acquire`; every
+decision is made by the pure parts it composes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import anyio
+
+from .. import _timing
+from ._bucket import RateLimitPause, TokenBucket
+from ._learner import PaceLearner
+from ._tuning import GovernorTuning, PaceState
+
+__all__ = ["RateGovernor"]
+
+
+class RateGovernor:
+    """Paces requests: optional fixed rate, global pause on 429, learned pace, rare probes.
+
+    ``requests_per_second`` / ``burst``: an optional client-side token bucket.
+    ``time_scale``: real seconds per service second (every duration of the tuning shrinks
+    with it). ``tuning``: the thresholds (:class:`GovernorTuning`); the keyword arguments
+    ``headroom`` ... ``relative_floor`` override single fields of it, as before there was a
+    tuning object.
+    """
+
+    def __init__(
+        self,
+        requests_per_second: float | None = None,
+        *,
+        burst: int | None = None,
+        time_scale: float = 1.0,
+        tuning: GovernorTuning | None = None,
+        headroom: float | None = None,
+        noise_tolerance: float | None = None,
+        min_evidence: int | None = None,
+        verify_seconds: float | None = None,
+        probe_seconds: float | None = None,
+        probe_step: float | None = None,
+        count_seconds: float | None = None,
+        floor: float | None = None,
+        relative_floor: float | None = None,
+    ) -> None:
+        if requests_per_second is not None and not requests_per_second > 0:
+            raise ValueError("requests_per_second must be positive")
+        if not time_scale > 0:
+            raise ValueError("time_scale must be positive")
+        overrides: dict[str, Any] = {
+            "headroom": headroom,
+            "noise_tolerance": noise_tolerance,
+            "min_evidence": min_evidence,
+            "verify_seconds": verify_seconds,
+            "probe_seconds": probe_seconds,
+            "probe_step": probe_step,
+            "count_seconds": count_seconds,
+            "floor": floor,
+            "relative_floor": relative_floor,
+        }
+        given = {name: value for name, value in overrides.items() if value is not None}
+        self.tuning = dataclasses.replace(tuning or GovernorTuning(), **given)
+        """The thresholds in use."""
+        self.configured_rate = requests_per_second
+        self.time_scale = time_scale
+        self._configured_burst = float(
+            burst if burst is not None else max(1, math.ceil(requests_per_second or 1))
+        )
+        self._bucket = TokenBucket(self._configured_burst, _timing.monotonic())
+        self._pause = RateLimitPause()
+        self._learner = PaceLearner(
+            self.tuning, configured_rate=requests_per_second, time_scale=time_scale
+        )
+        self._held_at = -math.inf
+        self._lock = anyio.Lock()
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def rate(self) -> float | None:
+        """The rate currently enforced (requests per second), or ``None`` for no limit."""
+        return self._learner.rate
+
+    @property
+    def learned_rate(self) -> float | None:
+        """Pace learned from 429s (requests per second), or ``None``."""
+        return self._learner.learned_rate
+
+    @property
+    def ceiling(self) -> float | None:
+        """The best rate the server was measured to let through (the relative floor's base)."""
+        return self._learner.ceiling
+
+    @property
+    def state(self) -> PaceState:
+        """Where the learned pace stands (a :class:`PaceState`, equal to its string value)."""
+        return self._learner.state
+
+    @property
+    def noise(self) -> float:
+        """The refused share found not to depend on the rate (0 until such 429s are seen)."""
+        return self._learner.noise
+
+    @property
+    def lowered(self) -> int:
+        """How often the pace was lowered."""
+        return self._learner.lowered
+
+    @property
+    def probes(self) -> int:
+        """How often the pace was probed upwards."""
+        return self._learner.probes
+
+    @property
+    def probes_failed(self) -> int:
+        """Probes that drew a 429."""
+        return self._learner.probes_failed
+
+    @property
+    def rate_limited(self) -> int:
+        """Every 429 seen."""
+        return self._pause.rate_limited
+
+    @property
+    def rate_limited_after_reaction(self) -> int:
+        """429s of requests released after the first reaction (those pacing could avoid)."""
+        return self._pause.rate_limited_after_reaction
+
+    @property
+    def bursts(self) -> int:
+        """429s that were new decisions (not part of a burst already reacted to)."""
+        return self._pause.bursts
+
+    @property
+    def paused_seconds(self) -> float:
+        """Total seconds the pipeline was paused by 429s."""
+        return self._pause.paused_seconds
+
+    @property
+    def holding(self) -> bool:
+        """Whether requests were held back by the pace or a pause in the last two seconds."""
+        return self._holding(_timing.monotonic())
+
+    def _holding(self, now: float) -> bool:
+        return now - self._held_at <= self.tuning.holding_seconds * self.time_scale
+
+    @property
+    def burst(self) -> float:
+        """Token-bucket capacity: the configured burst, or a small one once a rate was learned.
+
+        A learned pace allows ``1 + rate x catch_up_seconds`` tokens: enough to make up for the
+        event loop waking a release a few milliseconds late (a one-token bucket loses that
+        time for good), too few to burst.
+        """
+        learned = self.learned_rate
+        if learned is None:
+            return self._configured_burst
+        return 1.0 + learned * self.tuning.catch_up_seconds
+
+    # ------------------------------------------------------------------ release
+
+    async def acquire(self) -> float:
+        """Wait until a request may be sent; returns the release time (``_timing.monotonic``).
+
+        Pass that time back to :meth:`on_rate_limited` / :meth:`on_success` as ``sent_at``.
+        Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so none starves.
+        """
+        if self._pause.until == 0.0 and self.rate is None:
+            return _timing.monotonic()
+        async with self._lock:
+            held = await self._wait_turn()
+            now = _timing.monotonic()
+            if held:
+                self._held_at = now
+            if self._learner.released(now, held):
+                self._bucket.clamp()
+            return now
+
+    async def _wait_turn(self) -> bool:
+        """Sleep out the pause, then for a token; whether the request had to wait."""
+        pause, bucket = self._pause, self._bucket
+        held = False
+        while True:
+            now = _timing.monotonic()
+            if now < pause.until:
+                held = True
+                await _timing.sleep(pause.until - now)
+                if _timing.waiting_disabled():
+                    pause.until = 0.0
+                bucket.frozen_until(pause.until)
+                continue
+            rate = self.rate
+            if rate is None:
+                return held
+            bucket.refill(now, rate, self.burst)
+            if bucket.take():
+                return held
+            held = True
+            await _timing.sleep(bucket.wait(rate))
+            if _timing.waiting_disabled():
+                bucket.tokens = 1.0
+
+    # ------------------------------------------------------------------ feedback
+
+    def on_rate_limited(self, delay: float, *, sent_at: float | None = None) -> None:
+        """A 429 came back: pause everything for ``delay`` seconds; decide once per burst."""
+        now = _timing.monotonic()
+        self._pause.refused(now, delay)
+        self._learner.counted_refusal(now, sent_at)
+        if not self._pause.new_burst(now, sent_at):
+            return  # same burst: already reacted
+        if self._learner.refused(now, holding=self._holding(now)):
+            self._bucket.clamp()
+
+    def on_success(self, *, sent_at: float | None = None) -> None:
+        """The server let a request through (any answer but a 429): count it."""
+        if self._learner.admitted(_timing.monotonic(), sent_at):
+            self._bucket.clamp()

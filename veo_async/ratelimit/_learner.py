@@ -1,0 +1,240 @@
+"""The pace learner: finds a pace just under the server's limit from what it let through.
+
+Pure: every time is passed in by the caller. The rules are in the :mod:`veo_async.ratelimit`
+package docstring; each is one method here.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._counts import AnswerWindows, Epoch, Press, is_significant, noise_run
+from ._tuning import GovernorTuning, PaceState
+
+__all__ = ["PaceLearner"]
+
+
+class PaceLearner:
+    """Learns ``learned_rate`` from answers and 429s; the methods that may set a new pace
+    return whether they did (the caller then drops saved-up tokens)."""
+
+    def __init__(
+        self, tuning: GovernorTuning, *, configured_rate: float | None, time_scale: float
+    ) -> None:
+        self.tuning = tuning
+        self.configured_rate = configured_rate
+        self.time_scale = time_scale
+        #: Pace learned from 429s (requests per second), or ``None``.
+        self.learned_rate: float | None = None
+        #: The best rate the server was measured to let through (the relative floor's base).
+        self.ceiling: float | None = None
+        self.state = PaceState.UNPACED
+        #: The refused share found not to depend on the rate (0 until such 429s are seen).
+        self.noise = 0.0
+        self.lowered = 0
+        self.probes = 0
+        self.probes_failed = 0
+        self._settled_rate: float | None = None
+        self._probe_factor = 1.0
+        self._probe_base: float | None = None
+        self._epoch_start = -math.inf
+        self._epoch_sent = 0
+        self._windows = AnswerWindows(tuning.count_seconds * time_scale)
+        self._press = Press()
+        self._chain: list[Epoch] = []
+        self._pace_set = False
+
+    @property
+    def rate(self) -> float | None:
+        """The rate enforced: the lower of the configured and the learned one (or ``None``)."""
+        configured, learned = self.configured_rate, self.learned_rate
+        if configured is None:
+            return learned
+        if learned is None:
+            return configured
+        return min(configured, learned)
+
+    # ------------------------------------------------------------------ events
+
+    def released(self, now: float, held: bool) -> bool:
+        """A request was released at ``now`` (``held``: it had to wait)."""
+        self._pace_set = False
+        self._epoch_sent += 1
+        if self.learned_rate is not None:
+            self._advance(now, held)
+        return self._pace_set
+
+    def admitted(self, now: float, sent_at: float | None) -> bool:
+        """The server let a request through (any answer but a 429)."""
+        self._pace_set = False
+        if self._in_epoch(sent_at):
+            self._windows.roll(now)
+            self._windows.ok += 1
+        self._press.admitted(now, sent_at)
+        if self.learned_rate is not None:
+            self._advance(now, False)
+        return self._pace_set
+
+    def counted_refusal(self, now: float, sent_at: float | None) -> None:
+        """Count a 429 (every one; whether it is a new decision is the pause's call)."""
+        if self._in_epoch(sent_at):
+            self._windows.roll(now)
+            self._windows.limited += 1
+
+    def refused(self, now: float, *, holding: bool) -> bool:
+        """Decide on a 429 that starts a new burst (``holding``: the pace holds requests back)."""
+        self._pace_set = False
+        state = self.state
+        if state is PaceState.PROBING or (
+            state is PaceState.SETTLED and self._probe_base is not None
+        ):
+            self._probe_failed(now)
+        elif self._shows_limit(holding) and not self._noise_found(now):
+            self._lower(now)
+        return self._pace_set
+
+    # ------------------------------------------------------------------ decisions
+
+    def _in_epoch(self, sent_at: float | None) -> bool:
+        return sent_at is None or sent_at >= self._epoch_start
+
+    def _probe_failed(self, now: float) -> None:
+        """The probe found the limit (perhaps only once the server's burst allowance had
+        drained, after the probe stood): back to the pace below it, probe less often."""
+        t = self.tuning
+        self.probes_failed += 1
+        self._probe_factor = min(t.probe_max_factor, self._probe_factor * t.probe_backoff)
+        if self.state is PaceState.PROBING:
+            base = self._settled_rate  # (a standing probe below it keeps its own base)
+        else:
+            base, self._probe_base = self._probe_base, None
+        self._set_pace(base, PaceState.SETTLED, now)
+
+    def _shows_limit(self, holding: bool) -> bool:
+        """Whether the counted answers show a limit worth lowering the pace for."""
+        t = self.tuning
+        limited, answered, share = self._windows.counted()
+        state = self.state
+        if state is PaceState.UNPACED or (state is PaceState.SETTLED and not holding):
+            # No pace, or one that holds nothing back (the batch now asks for less): only a
+            # share of 429s clearly above noise shows a limit; scattered 429s only pause.
+            tolerance = max(t.noise_tolerance, self.noise)
+            return limited >= t.min_evidence and is_significant(share, answered, tolerance, t)
+        if state is PaceState.SETTLED:
+            # isolated 429s at a verified pace only pause
+            return limited >= t.min_evidence and share > self.noise
+        # verifying: a small excess or noise only pauses until more answers are in, and the
+        # server's rate cannot be measured from too few answers
+        if answered < t.verify_min_answers and share < t.verify_clear_share:
+            return False
+        if not self._press.enough(t.press_min_answers):
+            return False
+        self._chain.append((self.learned_rate, share, answered))
+        return True
+
+    def _noise_found(self, now: float) -> bool:
+        """Lowerings that left the refused share unchanged: noise, not a limit.
+
+        The pace then goes back to ``headroom`` x the first pace of the run (where only noise
+        was left; unpaced if that was the base), and 429s up to ``noise_margin`` x that share
+        no longer lower it.
+        """
+        if self.state is not PaceState.VERIFYING:
+            return False
+        t = self.tuning
+        run = noise_run(self._chain, t)
+        if run is None:
+            return False
+        mean_share = sum(share for _, share, _ in run) / len(run)
+        self.noise = max(self.noise, min(t.noise_max, t.noise_margin * mean_share))
+        first = run[-1][0]
+        restore = None if first is None else t.headroom * first
+        self._chain.clear()
+        self._press.stop()
+        state = PaceState.SETTLED if restore is not None else PaceState.UNPACED
+        self._set_pace(restore, state, now)
+        return True
+
+    def _lower(self, now: float) -> None:
+        t = self.tuning
+        press = self._press
+        if self.state is PaceState.VERIFYING and press.start is not None:
+            # Still over the limit: measure since the start of the chain (the burst allowance
+            # the first estimate included has been drained since), between the release times
+            # of the first and last requests let through (a token bucket admits one per
+            # refill interval while we press; answers still in flight would bias a count over
+            # elapsed time low).
+            let_through = press.rate()
+            self.ceiling = max(self.ceiling or 0.0, let_through)
+        else:
+            let_through = self._windows.let_through(now, t.min_measured_answers)
+            press.begin(now)
+            _, answered, share = self._windows.counted()
+            self._chain = [(self.learned_rate, share, answered)]
+        current = self.rate
+        if let_through > 0:
+            new = t.headroom * let_through
+            if current is not None:
+                new = min(new, current)
+        elif current is not None:
+            new = t.blind_cut * current
+        else:
+            return  # too little has succeeded to know the server's rate: pause only
+        if self.ceiling:
+            new = max(new, t.relative_floor * self.ceiling)
+        self.lowered += 1
+        self._probe_factor = 1.0
+        self._probe_base = None
+        self._set_pace(max(t.floor, new), PaceState.VERIFYING, now)
+
+    def _advance(self, now: float, held: bool) -> None:
+        """Settle a verified pace or an unrefuted probe; probe upwards while holding back."""
+        t = self.tuning
+        state = self.state
+        age = now - self._epoch_start
+        scale = self.time_scale
+        if state is PaceState.VERIFYING and age >= t.verify_seconds * scale:
+            self._press.stop()
+            self._chain.clear()
+            self._set_pace(self.learned_rate, PaceState.SETTLED, now)
+        elif (
+            state is PaceState.PROBING and age >= t.probe_stand_intervals * t.probe_seconds * scale
+        ):
+            self._probe_stands(now, age)
+        elif (
+            state is PaceState.SETTLED
+            and held
+            and t.probe_step > 0
+            and age >= t.probe_seconds * self._probe_factor * scale
+        ):
+            learned = self.learned_rate
+            assert learned is not None
+            self._settled_rate = learned
+            self.probes += 1
+            self.learned_rate = learned * (1.0 + t.probe_step)
+            self.state = PaceState.PROBING
+            self._new_epoch(now)
+
+    def _probe_stands(self, now: float, age: float) -> None:
+        """A probe without a 429 stands, but the pace below it is kept as its base: a server's
+        burst allowance can hide a small excess for a long while. A probe that was never
+        tested (fewer requests went than the old pace allowed) does not stand."""
+        base = self._settled_rate
+        if base is not None and self._epoch_sent < base * age:
+            self._set_pace(base, PaceState.SETTLED, now)
+            return
+        self._set_pace(self.learned_rate, PaceState.SETTLED, now)
+        self._probe_base = base
+
+    def _set_pace(self, rate: float | None, state: PaceState, now: float) -> None:
+        self.learned_rate = rate
+        self.state = state if rate is not None else PaceState.UNPACED
+        if state is PaceState.SETTLED:
+            self._settled_rate = rate
+        self._new_epoch(now)
+        self._pace_set = True
+
+    def _new_epoch(self, now: float) -> None:
+        self._epoch_start = now
+        self._epoch_sent = 0
+        self._windows.reset(now)
