@@ -60,7 +60,6 @@ from ._models import (
     VideoRequest,
     build_request,
 )
-from ._polling import FixedIntervalPolicy, PollPolicy
 from ._retry import RetryConfig
 from ._sync import SyncBatch, VeoClient
 
@@ -73,6 +72,19 @@ from ._pricing import (
     estimate_credits,
     estimate_total_credits,
     format_credits,
+)
+from .polling import (
+    FixedIntervalPlanner,
+    FixedIntervalPolicy,
+    JobTiming,
+    PollJob,
+    PollPlanner,
+    PollPolicy,
+)
+from .ratelimit import (
+    GovernorTuning,
+    PaceState,
+    RateGovernor,
 )
 
 __all__ = [
@@ -98,21 +110,28 @@ __all__ = [
     "DownloadTargetExistsError",
     "DownloadedVideo",
     "ENDPOINTS",
+    "FixedIntervalPlanner",
     "FixedIntervalPolicy",
     "Generation",
     "GenerationErrorInfo",
     "GenerationFailedError",
     "GenerationStatus",
+    "GovernorTuning",
     "InvalidResponseError",
     "JobEvent",
+    "JobTiming",
     "MODEL_REQUESTS",
     "ModelPrice",
     "NotFoundError",
     "NullObserver",
     "PRICES",
+    "PaceState",
     "PendingJob",
     "PermissionDeniedError",
+    "PollJob",
+    "PollPlanner",
     "PollPolicy",
+    "RateGovernor",
     "RateLimitError",
     "RequestValidationError",
     "RetryConfig",
