@@ -217,19 +217,19 @@ def sniff_format(source: str, name: str, text: str) -> Sniffed:
     suffix = Path(name).suffix.lower() if name else ""
     lines = _content_lines(text.removeprefix("\ufeff"))
     if suffix in _TRUSTED_SUFFIXES:
-        fmt = _SUFFIXES[suffix]
-        if fmt in ("csv", "tsv"):
-            first = lines[0][1] if lines else ""
-            delimiter = _header_delimiter(first) or ("\t" if fmt == "tsv" else ",")
-            return Sniffed("tsv" if delimiter == "\t" else "csv", delimiter, f"the {suffix} suffix")
-        return Sniffed(fmt, ",", f"the {suffix} suffix")
+        named = _SUFFIXES[suffix]
+        if named in ("csv", "tsv"):
+            head = lines[0][1] if lines else ""
+            sep = _header_delimiter(head) or ("\t" if named == "tsv" else ",")
+            return Sniffed("tsv" if sep == "\t" else "csv", sep, f"the {suffix} suffix")
+        return Sniffed(named, ",", f"the {suffix} suffix")
     if not lines:
         return Sniffed("txt", ",", "no content")
     number, first = lines[0]
     delimiter = _header_delimiter(first)
     if delimiter is not None:
-        fmt: InputFormat = "tsv" if delimiter == "\t" else "csv"
-        return Sniffed(fmt, delimiter, "a header row with a prompt column")
+        kind: InputFormat = "tsv" if delimiter == "\t" else "csv"
+        return Sniffed(kind, delimiter, "a header row with a prompt column")
     if first[0] in '{["':
         ok, value = _json_value(first)
         if ok and isinstance(value, (dict, str)):
@@ -245,12 +245,12 @@ def sniff_format(source: str, name: str, text: str) -> Sniffed:
     header = _looks_like_header(first)
     if header is not None:
         sep, cells = header
-        kind = "TSV" if sep == "\t" else "CSV"
+        label = "TSV" if sep == "\t" else "CSV"
         raise _ambiguous(
             source,
             number,
-            f"this looks like a {kind} header ({', '.join(cells)}) but has no 'prompt' column; "
-            f"name the prompt column 'prompt' (and pass --format {kind.lower()}), or pass "
+            f"this looks like a {label} header ({', '.join(cells)}) but has no 'prompt' column; "
+            f"name the prompt column 'prompt' (and pass --format {label.lower()}), or pass "
             "--format txt to send every line, this one too, as a prompt",
         )
     for number, stripped in lines:
