@@ -59,6 +59,10 @@ __all__ = [
 
 JOURNAL_NAME = ".veo-async-journal.sqlite3"
 SCHEMA_VERSION = 2
+#: Bytes set aside next to the journal while it is open (``<journal>.reserve``): when the disk
+#: fills up, the reserve is released so the journal can still record the ids of creates that
+#: were already sent (a full disk must never lose an id that was paid for).
+RESERVE_BYTES = 256 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -123,10 +127,21 @@ class JournalError(VeoError):
     full disk); the message is one line naming the file or folder."""
 
 
+class _DiskFull(JournalError):
+    """A journal write failed because the disk is full."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc).lower()
+    return False
+
+
 def disk_problem(folder: Path, exc: BaseException) -> str:
     """Words for a write failure under ``folder``: says "disk full" (and the free space) then."""
-    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    full = full or (isinstance(exc, sqlite3.Error) and "full" in str(exc).lower())
+    full = _is_full(exc)
     text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or repr(exc)
     if full:
         try:
@@ -249,12 +264,26 @@ class Journal:
         self._lock_file = lock_file
         self.path = path
         self.folder = path.parent
+        self.reserve_path = path.with_name(path.name + ".reserve")
+        self.disk_full = False
+        """Set once a write found the disk full (the reserve was released): stop submitting."""
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], *, name: str = JOURNAL_NAME) -> Journal:
-        """Open (or create) the journal in ``folder``; only one process may hold it at a time."""
+    def open(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        name: str = JOURNAL_NAME,
+        reserve: int = RESERVE_BYTES,
+    ) -> Journal:
+        """Open (or create) the journal in ``folder``; only one process may hold it at a time.
+
+        ``reserve`` bytes are set aside on the same disk (released if the disk fills up, so the
+        ids of creates in flight can still be recorded); when even that much room is missing,
+        the open fails before anything is sent.
+        """
         root = Path(folder)
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -297,6 +326,8 @@ class Journal:
                 conn.executescript(_SCHEMA)
             if version != SCHEMA_VERSION:
                 journal.set_meta("schema_version", str(SCHEMA_VERSION))
+            if reserve:
+                journal._make_reserve(reserve)
         except (sqlite3.DatabaseError, OSError) as exc:
             _unlock(lock_file)
             raise JournalError(
@@ -308,12 +339,41 @@ class Journal:
         return journal
 
     def close(self) -> None:
-        """Close the database and release the folder lock."""
+        """Close the database, drop the reserve and release the folder lock."""
         with self._lock:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
             _unlock(self._lock_file)
             self._lock_file = None
+
+    def _make_reserve(self, size: int) -> None:
+        try:
+            if self.reserve_path.exists() and self.reserve_path.stat().st_size >= size:
+                return
+            with open(self.reserve_path, "wb") as fh:
+                block = b"\0" * 65536
+                for offset in range(0, size, len(block)):
+                    fh.write(block[: min(len(block), size - offset)])
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+            raise JournalError(
+                f"not enough room to start: {disk_problem(self.folder, exc)}; the batch needs "
+                f"at least {size // 1024} KiB free besides its videos (nothing was submitted)"
+            ) from None
+
+    def _release_reserve(self) -> bool:
+        """Free the reserve (the disk is full); whether there was one to free."""
+        self.disk_full = True
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            return False
+        return True
 
     def __enter__(self) -> Journal:
         return self
@@ -338,9 +398,12 @@ class Journal:
                 with contextlib.suppress(sqlite3.Error):
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
-                raise JournalError(
+                words = (
                     f"cannot write the journal {self.path.name}: {disk_problem(self.folder, exc)}"
-                ) from None
+                )
+                if _is_full(exc):
+                    raise _DiskFull(words) from None
+                raise JournalError(words) from None
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -474,6 +537,15 @@ class Journal:
         return keys
 
     def _update(self, key: int, event: str, detail: Any = None, **values: Any) -> None:
+        """One state change; on a full disk, release the reserve and try once more."""
+        try:
+            self._update_once(key, event, detail, **values)
+        except _DiskFull:
+            if not self._release_reserve():
+                raise
+            self._update_once(key, event, detail, **values)
+
+    def _update_once(self, key: int, event: str, detail: Any = None, **values: Any) -> None:
         values["updated_at"] = time.time()
         columns = ", ".join(f"{k} = ?" for k in values)
         with self._tx() as conn:

@@ -336,6 +336,9 @@ class StopControl:
     def __init__(self) -> None:
         self.requested = False
         self.hard = False
+        self.reason: str | None = None
+        """Why the run stopped itself (not a signal), e.g. a full disk."""
+        self.task_group: anyio.abc.TaskGroup | None = None
         self.work_scope: anyio.CancelScope | None = None
         self.in_flight: set[int] = set()
         self._drained: anyio.Event | None = None
@@ -351,6 +354,16 @@ class StopControl:
         while self.in_flight:
             self._drained = anyio.Event()
             await self._drained.wait()
+
+    def stop_for(self, reason: str) -> None:
+        """Stop as on a first signal (no new creates; in-flight ones recorded), for ``reason``."""
+        if self.requested:
+            return
+        self.requested = True
+        self.reason = reason
+        echo_err(f"\nStopping: {reason}; no new submissions, recording the requests in flight...")
+        if self.task_group is not None:
+            self.task_group.start_soon(_drain_then_cancel, self)
 
     def cancel_work(self) -> None:
         """Cancel the batch and the downloads."""
@@ -380,6 +393,8 @@ class JournalObserver(NullObserver):
 
     async def before_submit(self, index: int, item: BatchItem, request: VideoRequest) -> None:
         """Record the intent (committed, fsynced) before the create is sent."""
+        if self.journal.disk_full:
+            self.stop.stop_for(f"the disk holding {self.journal.folder} is full")
         if self.stop.requested:
             await anyio.sleep_forever()  # stopping: this input stays pending (never sent)
         key = _key(item.key)
@@ -692,6 +707,7 @@ async def _execute(
     )
     with display:
         async with anyio.create_task_group() as outer:
+            stop.task_group = outer
             outer.start_soon(_watch_signals, stop, outer, options.source)
             outer.start_soon(display.run)
             with anyio.CancelScope() as work:
@@ -710,7 +726,7 @@ async def _execute(
                                     key, plan.lines[key], result.request, result.generation
                                 )
                                 send.send_nowait(job)
-            stats.stop_reason = batch.stop_reason
+            stats.stop_reason = stop.reason or batch.stop_reason
             # Inputs whose intent was written but whose create was never sent (cancelled in
             # before_submit) are not uncertain: put them back. Creates still unanswered when
             # the engine's grace ran out are uncertain now rather than at the next start.
@@ -727,7 +743,7 @@ async def _execute(
                             "or may not have started a billed generation",
                         )
             outer.cancel_scope.cancel()
-    stats.interrupted = stop.requested
+    stats.interrupted = stop.requested and stop.reason is None
     stats.hard_stop = stop.hard
 
 
