@@ -173,9 +173,9 @@ def _header_cells(line: str, delimiter: str) -> list[str]:
     return [cell.strip() for cell in row]
 
 
-def _header_delimiter(line: str) -> str | None:
+def _header_delimiter(line: str, prefer: str = ",") -> str | None:
     """The delimiter under which ``line`` is a header with a ``prompt`` column, if any."""
-    for delimiter in _DELIMITERS:
+    for delimiter in (prefer, *_DELIMITERS):
         cells = _header_cells(line, delimiter)
         if "prompt" in cells and (len(cells) > 1 or line.strip() == "prompt"):
             return delimiter
@@ -220,7 +220,8 @@ def sniff_format(source: str, name: str, text: str) -> Sniffed:
         named = _SUFFIXES[suffix]
         if named in ("csv", "tsv"):
             head = lines[0][1] if lines else ""
-            sep = _header_delimiter(head) or ("\t" if named == "tsv" else ",")
+            default = "\t" if named == "tsv" else ","
+            sep = _header_delimiter(head, default) or default
             return Sniffed("tsv" if sep == "\t" else "csv", sep, f"the {suffix} suffix")
         return Sniffed(named, ",", f"the {suffix} suffix")
     if not lines:
@@ -289,7 +290,8 @@ def read_records(
         return _read_jsonl(source, text)
     if delimiter is None:
         first = next(iter(_content_lines(text)), (0, ""))[1]
-        delimiter = _header_delimiter(first) or ("\t" if fmt == "tsv" else ",")
+        default = "\t" if fmt == "tsv" else ","
+        delimiter = _header_delimiter(first, default) or default
     return _read_csv(source, text, delimiter)
 
 

@@ -351,7 +351,8 @@ def generate(prompt: str, **kwargs: Any) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Resume even though the input file or the server changed since the journal was made.",
+    help="Resume though the input file changed (inputs are matched by request, not line) or "
+    "the base URL changed (never between --emulate and a real service).",
 )
 @click.option(
     "--resubmit-uncertain",
@@ -375,14 +376,24 @@ def generate(prompt: str, **kwargs: Any) -> None:
 def batch(prompts: str, **kwargs: Any) -> None:
     """Generate a video for every input in PROMPTS into a folder; safe to interrupt and rerun.
 
-    PROMPTS is a .txt file (one prompt a line; blank lines and # comments skipped), a .jsonl
-    or .csv file (one request a row; any request field as a key or column), or - for stdin.
-    The flags set default request fields; a row's own values win.
+    PROMPTS is a text file (one prompt a line; blank lines and # comments skipped), a JSON
+    Lines, CSV or TSV file (one request a row; any request field as a key or column, the
+    prompt in a 'prompt' column), or - for stdin. The format is read from the content, not
+    just the name: .jsonl/.csv/.tsv files are parsed as named (a CSV may use , ; tab or |),
+    anything else (stdin, .txt, .csv.txt, no suffix; a UTF-8 BOM is fine) is sniffed, and
+    input that could be read two ways is refused with the file, the line and the --format
+    to pass: a header row or a raw JSON line is never sent as a paid prompt. The flags set
+    default request fields; a row's own values win. Local media paths in the file (image_url,
+    ...) must lie in the file's own folder unless --allow-media-outside.
 
     Videos are downloaded as they complete, with manifest.jsonl describing every input. A
     journal in the folder makes reruns resume: known generations are polled again, missing
-    downloads fetched, and nothing is submitted twice. Ctrl-C stops submitting and exits
-    cleanly (press it again to quit at once).
+    downloads fetched, and nothing is submitted twice. Inputs are matched to the journal by
+    their request, never by line number, so after an edit (with --force) only new or
+    changed prompts are submitted. A folder made with --emulate never mixes with real
+    results (nor the other way round). A failed download fails only its input (the rerun
+    fetches it); a full disk stops submitting and never loses a generation id. Ctrl-C stops
+    submitting and exits cleanly (press it again to quit at once).
 
     \b
     Example:

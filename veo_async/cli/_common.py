@@ -47,7 +47,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 class FiniteFloat(click.FloatRange):
     """A ``FloatRange`` that also refuses ``nan`` and ``inf`` (a one-line usage error)."""
 
-    name = "finite float"
+    name = "float range"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """Convert like ``FloatRange``; a NaN or infinite value fails."""
