@@ -890,15 +890,24 @@ async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
                     f"resuming the batch in {options.out}: {len(plan.track)} to poll again, "
                     f"{len(plan.submit)} to submit"
                 )
+            failure: BaseException | None = None
             try:
                 if plan.track or plan.submit:
                     await _execute(client, journal, plan, options, stats)
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 with anyio.CancelScope(shield=True):
-                    rows = await anyio.to_thread.run_sync(journal.rows)
-                    await anyio.to_thread.run_sync(
-                        write_manifest, options.out / MANIFEST_NAME, rows
-                    )
+                    try:
+                        rows = await anyio.to_thread.run_sync(journal.rows)
+                        await anyio.to_thread.run_sync(
+                            write_manifest, options.out / MANIFEST_NAME, rows
+                        )
+                    except JournalError as exc:
+                        if failure is None:
+                            raise
+                        echo_err(f"error: {exc}")  # the run's own error follows
             code, doc, lines = await anyio.to_thread.run_sync(
                 _summary, journal, plan, options, stats
             )
