@@ -358,12 +358,13 @@ def test_uncertain_inputs_are_reported_not_resubmitted(tmp_path: Path, emu: Emul
 
     inputs = load_inputs(str(prompts))
     with Journal.open(out) as journal:
-        journal.add_inputs(
+        keys = journal.match_inputs(
             (i.line, redact_body(i.request.to_body()), body_hash(i.request)) for i in inputs
         )
         journal.set_meta("fingerprint", request_fingerprint(inputs))
         journal.set_meta("target", f"{emu.base_url} universal")
-        journal.record_intent(4)
+        assert inputs[1].line == 4
+        journal.record_intent(keys[1])
     result = _run([*args, "--json"])
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
@@ -411,7 +412,7 @@ def test_emulated_batch_rerun_resubmits_what_the_old_emulator_had(tmp_path: Path
     out = tmp_path / "out"
     assert _run(["batch", str(prompts), "--out", str(out), "--emulate"]).exit_code == 0
     with Journal.open(out) as journal:
-        journal.record_file_lost(3, "simulated")
+        journal.record_file_lost(journal.rows()[0].key, "simulated")
     result = _run(["batch", str(prompts), "--out", str(out), "--emulate"])
     assert result.exit_code == 0, result.stderr
     entries = _manifest(out)

@@ -18,6 +18,7 @@ from veo_async._inputs import (
     parse_field_assignment,
     redact_body,
     request_fingerprint,
+    sniff_format,
 )
 from veo_async._models import Veo2ImageToVideo, Veo2TextToVideo, Veo3TextToVideo
 
@@ -222,3 +223,79 @@ def test_redact_body_shortens_data_uris() -> None:
     assert short["prompt"] == "p" and short["n"] == [1]
     assert short["image_url"].startswith("data:image/png;base64,...(")
     assert str(InputProblem("f.txt", 3, "bad")) == "f.txt:3: bad"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("p", "prompt,duration\na,6\n", ("csv", ",")),
+        ("p.txt", "# c\nprompt\tduration\na\t6\n", ("tsv", "\t")),
+        ("p.csv.txt", "prompt;duration\n", ("csv", ";")),
+        ("p.csv", "prompt|duration\n", ("csv", "|")),
+        ("p.tsv", "prompt\n", ("tsv", "\t")),
+        ("p", '\ufeff{"prompt": "a"}\n', ("jsonl", ",")),
+        ("p", '"just a JSON string"\n', ("jsonl", ",")),
+        ("p", "a fox, running, in snow\nan owl\n", ("txt", ",")),
+        ("p", '"Hello," she said\n[dramatic] a fox\n', ("txt", ",")),
+        ("p.jsonl", "not json at all\n", ("jsonl", ",")),
+    ],
+)
+def test_the_format_is_sniffed_from_the_content(
+    name: str, text: str, expected: tuple[str, str]
+) -> None:
+    """Tables with a prompt column, JSON values and plain lines are told apart by content."""
+    sniffed = sniff_format(name, name, text)
+    assert (sniffed.format, sniffed.delimiter) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("text,duration\n", 1, "no 'prompt' column"),
+        ("\n# c\nPrompt,Duration\n", 3, "no 'prompt' column"),
+        ("a fox\t6\n", 1, "a tab"),
+        ('a fox\n{"prompt": "b"}\n', 2, "JSON object among text"),
+        ("{oops\n", 1, "not valid JSON"),
+        ('["a", "b"]\n', 1, "a JSON list"),
+    ],
+)
+def test_ambiguous_content_is_refused(text: str, line: int, words: str) -> None:
+    """Content that could be read two ways raises InputError with its line and --format."""
+    with pytest.raises(InputError) as info:
+        sniff_format("in.txt", "in.txt", text)
+    (problem,) = info.value.problems
+    assert problem.line == line and words in problem.message and "--format" in problem.message
+    assert str(problem).startswith(f"in.txt:{line}: ")
+
+
+def test_stdin_bom_and_csv_are_handled(tmp_path: Path) -> None:
+    """A BOM on stdin is dropped; a CSV on stdin is a table, its header never a prompt."""
+    inputs = load_inputs("-", stdin=io.StringIO('\ufeff{"prompt": "a"}\n'))
+    assert [i.request.prompt for i in inputs] == ["a"]
+    inputs = load_inputs("-", stdin=io.StringIO("prompt,seed\nx,1\ny,2\n"))
+    assert [(i.line, i.request.prompt) for i in inputs] == [(2, "x"), (3, "y")]
+
+
+def test_media_outside_the_input_folder_is_refused(tmp_path: Path) -> None:
+    """Absolute paths, .. and symlinks out of the file's folder are refused unless allowed."""
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG secret")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ok.png").write_bytes(b"\x89PNG ok")
+    (folder / "link.png").symlink_to(secret)
+    rows = ["ok.png", str(secret), "../secret.png", "link.png", "~/.ssh/id_rsa"]
+    text = "".join(
+        f'{{"prompt": "p{i}", "model": "veo2/image-to-video", "image_url": "{r}"}}\n'
+        for i, r in enumerate(rows)
+    )
+    path = _write(folder, "p.jsonl", text)
+    with pytest.raises(InputError) as info:
+        load_inputs(path)
+    assert [p.line for p in info.value.problems] == [2, 3, 4, 5]
+    assert all("--allow-media-outside" in p.message for p in info.value.problems)
+    with pytest.raises(InputError) as allowed:
+        load_inputs(path, allow_media_outside=True)
+    assert [p.line for p in allowed.value.problems] == [5]  # only the missing file is left
+    with pytest.raises(ValueError, match="outside"):
+        media_to_data_uri(str(secret), folder, confine_to=folder)

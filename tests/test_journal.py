@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from veo_async._journal import (
 
 def _journal(tmp_path: Path, lines: tuple[int, ...] = (1, 2, 3)) -> Journal:
     journal = Journal.open(tmp_path)
-    journal.add_inputs((line, {"prompt": f"p{line}"}, f"h{line}") for line in lines)
+    journal.match_inputs((line, {"prompt": f"p{line}"}, f"h{line}") for line in lines)
     return journal
 
 
@@ -54,7 +56,7 @@ def test_full_lifecycle_survives_reopening(tmp_path: Path) -> None:
             "0001-p1.mp4",
         )
         events = [e[2] for e in journal.events(1)]
-        assert events == ["intent", "submitted", "completed", "downloaded"]
+        assert events == ["added", "intent", "submitted", "completed", "downloaded"]
 
 
 def test_a_crash_mid_create_becomes_uncertain(tmp_path: Path) -> None:
@@ -102,18 +104,160 @@ def test_failed_refused_and_timeouts(tmp_path: Path) -> None:
         }
 
 
-def test_changed_requests_update_only_unsent_lines(tmp_path: Path) -> None:
-    """A changed request replaces a never-sent line but is reported for a submitted one."""
+def test_inputs_are_matched_by_content_not_by_line(tmp_path: Path) -> None:
+    """A line inserted at the top: old inputs keep their key, id and state; the new one is added."""
+    with _journal(tmp_path) as journal:
+        for key in (1, 2, 3):
+            journal.record_intent(key)
+            journal.record_submitted(key, f"g{key}", "queued")
+        keys = journal.match_inputs(
+            [
+                (1, {"prompt": "new"}, "hnew"),
+                (2, {"prompt": "p1"}, "h1"),
+                (3, {"prompt": "p2"}, "h2"),
+                (4, {"prompt": "p3"}, "h3"),
+            ]
+        )
+        assert keys[1:] == [1, 2, 3] and keys[0] not in (1, 2, 3)
+        rows = {r.key: r for r in journal.rows()}
+        assert [(rows[k].line, rows[k].generation_id) for k in (1, 2, 3)] == [
+            (2, "g1"),
+            (3, "g2"),
+            (4, "g3"),
+        ]
+        assert rows[keys[0]].state is JournalState.PENDING and rows[keys[0]].line == 1
+
+
+def test_duplicates_are_distinct_inputs_matched_in_order(tmp_path: Path) -> None:
+    """Two identical lines are two inputs (occurrence 0 and 1); dropping one keeps the first."""
+    with Journal.open(tmp_path) as journal:
+        keys = journal.match_inputs([(1, {"prompt": "a"}, "ha"), (5, {"prompt": "a"}, "ha")])
+        assert len(set(keys)) == 2
+        journal.record_intent(keys[0])
+        journal.record_submitted(keys[0], "g-first", "queued")
+        journal.record_intent(keys[1])
+        journal.record_submitted(keys[1], "g-second", "queued")
+        again = journal.match_inputs([(2, {"prompt": "a"}, "ha"), (3, {"prompt": "a"}, "ha")])
+        assert again == keys
+        alone = journal.match_inputs([(7, {"prompt": "a"}, "ha")])
+        assert alone == keys[:1]
+        rows = {r.key: r for r in journal.rows()}
+        assert (rows[keys[0]].line, rows[keys[0]].generation_id) == (7, "g-first")
+        assert (rows[keys[1]].line, rows[keys[1]].generation_id) == (None, "g-second")
+        assert [r.key for r in journal.rows()] == keys  # current inputs first, then gone ones
+
+
+def test_inputs_that_left_the_file(tmp_path: Path) -> None:
+    """A changed line: the never-sent old version is dropped, a submitted one is kept, unlined."""
     with _journal(tmp_path) as journal:
         journal.record_intent(1)
         journal.record_submitted(1, "g1", "queued")
-        changed = journal.add_inputs(
-            [(1, {"prompt": "new1"}, "x1"), (2, {"prompt": "new2"}, "x2"), (4, {"p": 4}, "h4")]
+        keys = journal.match_inputs(
+            [(1, {"prompt": "new1"}, "x1"), (2, {"prompt": "new2"}, "x2"), (3, {"p": 3}, "h3")]
         )
-        assert changed == [1]
-        assert journal.row(1).request == {"prompt": "p1"}  # type: ignore[union-attr]
-        assert journal.row(2).request == {"prompt": "new2"}  # type: ignore[union-attr]
-        assert journal.row(4) is not None
+        assert keys[2] == 3
+        rows = {r.key: r for r in journal.rows()}
+        assert rows[1].line is None and rows[1].generation_id == "g1"
+        assert 2 not in rows  # p2 was never sent: nothing to keep
+        assert rows[keys[0]].request == {"prompt": "new1"}
+        assert rows[keys[0]].state is JournalState.PENDING
+        assert len({keys[0], keys[1], 1, 2, 3}) == 5  # keys are never reused
+
+
+def test_a_schema_1_journal_is_migrated(tmp_path: Path) -> None:
+    """A journal of the line-keyed schema 1 opens: rows keep their state, lines become keys."""
+    conn = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE inputs (
+            line INTEGER PRIMARY KEY, request TEXT NOT NULL, request_sha256 TEXT NOT NULL,
+            state TEXT NOT NULL, generation_id TEXT, status TEXT, video_url TEXT, credits REAL,
+            error TEXT, file TEXT, sha256 TEXT, size INTEGER,
+            previous_ids TEXT NOT NULL DEFAULT '[]', intent_at REAL, submitted_at REAL,
+            finished_at REAL, downloaded_at REAL, updated_at REAL NOT NULL);
+        CREATE INDEX inputs_generation_id ON inputs (generation_id);
+        CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+            line INTEGER, event TEXT NOT NULL, detail TEXT);
+        INSERT INTO inputs (line, request, request_sha256, state, generation_id, updated_at)
+        VALUES (3, '{"prompt": "a"}', 'ha', 'submitted', 'g3', 0),
+               (4, '{"prompt": "a"}', 'ha', 'pending', NULL, 0),
+               (6, '{"prompt": "b"}', 'hb', 'submitted', 'g6', 0);
+        INSERT INTO events (at, line, event) VALUES (0, 3, 'submitted');
+        """
+    )
+    conn.close()
+    with Journal.open(tmp_path) as journal:
+        assert journal.get_meta("schema_version") == "2"
+        rows = journal.rows()
+        assert [(r.key, r.line, r.occurrence, r.generation_id) for r in rows] == [
+            (3, 3, 0, "g3"),
+            (4, 4, 1, None),
+            (6, 6, 0, "g6"),
+        ]
+        assert [e[1:3] for e in journal.events(3)] == [(3, "submitted")]
+        keys = journal.match_inputs(
+            [(1, {"prompt": "b"}, "hb"), (2, {"prompt": "a"}, "ha"), (3, {"prompt": "a"}, "ha")]
+        )
+        assert keys == [6, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("request", "{garbage", "unreadable request"),
+        ("state", "exploded", "unreadable state"),
+        ("previous_ids", "not json", "unreadable previous_ids"),
+        ("size", "'twelve'", "unreadable size"),
+        ("line", "'three'", "unreadable line"),
+    ],
+)
+def test_a_corrupt_value_is_a_one_line_journal_error(
+    tmp_path: Path, column: str, value: str, words: str
+) -> None:
+    """Garbage in one column of one row: a one-line JournalError naming the file and column."""
+    _journal(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    with conn:
+        literal = value if value.startswith("'") else "'" + value + "'"
+        conn.execute(f"UPDATE inputs SET {column} = {literal} WHERE key = 2")
+    conn.close()
+    with Journal.open(tmp_path) as journal, pytest.raises(JournalError) as info:
+        journal.rows()
+    message = str(info.value)
+    assert words in message and str(tmp_path) in message and "\n" not in message
+
+
+def test_a_corrupt_schema_version_is_a_journal_error(tmp_path: Path) -> None:
+    """A non-integer schema version is reported in one line, not a ValueError traceback."""
+    Journal.open(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / JOURNAL_NAME)
+    with conn:
+        conn.execute("UPDATE meta SET value = 'two' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(JournalError, match="schema_version is 'two'"):
+        Journal.open(tmp_path)
+
+
+def test_manifest_write_failure_names_the_disk_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while writing the manifest: a JournalError saying 'full', old manifest intact."""
+    with _journal(tmp_path) as journal:
+        path = tmp_path / "manifest.jsonl"
+        write_manifest(path, journal.rows())
+        before = path.read_bytes()
+
+        def full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full)
+        with pytest.raises(JournalError) as info:
+            write_manifest(path, journal.rows())
+    assert "is full" in str(info.value) and str(tmp_path) in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if "manifest" in p.name) == ["manifest.jsonl"]
 
 
 def test_reset_for_resubmit_keeps_the_old_id(tmp_path: Path) -> None:

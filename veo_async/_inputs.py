@@ -5,16 +5,28 @@ reported with its file and line number, so a batch with one bad line spends noth
 
 Formats:
 
-* ``.txt``: one prompt a line; blank lines and lines starting with ``#`` are skipped.
-* ``.jsonl`` / ``.ndjson``: one JSON object a line, any request field as a key (``prompt``,
-  ``model``, ``duration``, ... and ``extra_body`` for fields the SDK does not model).
-* ``.csv``: a header row naming request fields; one request a row; empty cells are left out.
-  Text cells are converted to the field's type (``duration`` ``6`` becomes the integer 6).
-* ``-``: standard input; JSON Lines when the first content line starts with ``{``, else text.
+* ``txt``: one prompt a line; blank lines and lines starting with ``#`` are skipped.
+* ``jsonl``: one JSON object a line, any request field as a key (``prompt``, ``model``,
+  ``duration``, ... and ``extra_body`` for fields the SDK does not model).
+* ``csv`` / ``tsv``: a header row naming request fields; one request a row; empty cells are
+  left out. Text cells are converted to the field's type (``duration`` ``6`` becomes 6).
+
+The format is read from the *content*, not only from the file name (``auto``, the default):
+a UTF-8 byte order mark is dropped; ``.jsonl``/``.ndjson``, ``.csv`` and ``.tsv`` files are
+parsed as named (a ``.csv`` file may use ``;``, tab or ``|`` between cells); anything else
+(``.txt``, ``.csv.txt``, no suffix, stdin) is sniffed: a first content line that is a JSON
+value means JSON Lines, a header with a ``prompt`` column (split by ``,``, tab, ``;`` or
+``|``) means CSV/TSV, and plain lines are prompts. Input that could be either (a header that
+names request fields but no ``prompt`` column, a JSON-looking line that does not parse, JSON
+objects or tabs among text lines) is refused with the file, the line and the ``--format`` to
+pass, because a wrong guess would send header rows or raw JSON as paid prompts.
 
 Media fields (``image_url``, ``tail_image_url``, ``last_image_url``, ``image_urls``,
-``video_url``) accept a URL, a data URI, or a local file path (relative to the input file),
-which is read and turned into a base64 data URI.
+``video_url``) accept a URL, a data URI, or a local file path, which is read and turned into
+a base64 data URI. A path in an input file is relative to that file's folder and must stay
+inside it (after resolving symlinks and ``..``) unless ``allow_media_outside=True`` (the
+CLI's ``--allow-media-outside``): an input file from elsewhere cannot make a request carry
+``/etc/shadow`` or a key from your home folder.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ __all__ = [
     "InputFormat",
     "InputProblem",
     "ParsedInput",
+    "Sniffed",
     "body_hash",
     "convert_text_value",
     "detect_format",
@@ -50,9 +63,10 @@ __all__ = [
     "read_records",
     "redact_body",
     "request_fingerprint",
+    "sniff_format",
 ]
 
-InputFormat = Literal["txt", "jsonl", "csv"]
+InputFormat = Literal["txt", "jsonl", "csv", "tsv"]
 
 #: Request fields that take an image or a video: a URL, a data URI, or a local file path.
 MEDIA_FIELDS = frozenset(
@@ -65,6 +79,18 @@ _SUFFIXES: Mapping[str, InputFormat] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+}
+#: Suffixes whose name is trusted; every other file (``.txt`` too) is sniffed by content.
+_TRUSTED_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv", ".tsv", ".tab"})
+#: Cell separators a header row may use, in order of preference.
+_DELIMITERS = (",", "\t", ";", "|")
+#: Every request field name any model knows (a header naming these is a CSV header).
+_KNOWN_FIELDS = frozenset(name for cls in MODEL_REQUESTS.values() for name in cls.model_fields) | {
+    "model",
+    "prompt",
+    "extra_body",
 }
 _MAX_MEDIA_BYTES = 50 * 1024 * 1024
 
@@ -117,27 +143,156 @@ class ParsedInput:
 # --------------------------------------------------------------------------- formats
 
 
-def detect_format(name: str, text: str | None = None) -> InputFormat:
-    """The format of an input: from the file suffix, else by looking at the first content line."""
-    suffix = Path(name).suffix.lower()
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]
-    for raw in (text or "").splitlines():
+@dataclass(frozen=True)
+class Sniffed:
+    """The format of an input as decided from its name and content."""
+
+    format: InputFormat
+    """``txt``, ``jsonl``, ``csv`` or ``tsv``."""
+    delimiter: str
+    """The cell separator for ``csv``/``tsv`` (``,`` ``\\t`` ``;`` ``|``); ``,`` otherwise."""
+    reason: str
+    """Why, in words (``"the .jsonl suffix"``, ``"a header with a prompt column"``, ...)."""
+
+
+def _content_lines(text: str) -> list[tuple[int, str]]:
+    """``(line number, stripped text)`` of the lines that are neither blank nor comments."""
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
         if stripped and not stripped.startswith("#"):
-            return "jsonl" if stripped.startswith("{") else "txt"
-    return "txt"
+            out.append((number, stripped))
+    return out
+
+
+def _header_cells(line: str, delimiter: str) -> list[str]:
+    try:
+        row = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+    return [cell.strip() for cell in row]
+
+
+def _header_delimiter(line: str, prefer: str = ",") -> str | None:
+    """The delimiter under which ``line`` is a header with a ``prompt`` column, if any."""
+    for delimiter in (prefer, *_DELIMITERS):
+        cells = _header_cells(line, delimiter)
+        if "prompt" in cells and (len(cells) > 1 or line.strip() == "prompt"):
+            return delimiter
+    return None
+
+
+def _looks_like_header(line: str) -> tuple[str, list[str]] | None:
+    """A delimiter and cells when ``line`` names request fields (any case) but no ``prompt``."""
+    for delimiter in _DELIMITERS:
+        cells = _header_cells(line, delimiter)
+        if len(cells) < 2:
+            continue
+        known = [c for c in cells if c.lower() in _KNOWN_FIELDS]
+        if known and all(
+            len(c) <= 40 and c.replace("_", "").replace(" ", "").isalnum() for c in cells
+        ):
+            return delimiter, cells
+    return None
+
+
+def _json_value(line: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return False, None
+
+
+def _ambiguous(source: str, line: int | None, message: str) -> InputError:
+    return InputError([InputProblem(source, line, message)])
+
+
+def sniff_format(source: str, name: str, text: str) -> Sniffed:
+    """Decide the format of an input from its file name and content (see the module docs).
+
+    ``source`` names the input in errors, ``name`` is its file name (``""`` for stdin).
+    Raises :class:`InputError` (file, line, and the ``--format`` to pass) when the content
+    could be read more than one way.
+    """
+    suffix = Path(name).suffix.lower() if name else ""
+    lines = _content_lines(text.removeprefix("\ufeff"))
+    if suffix in _TRUSTED_SUFFIXES:
+        named = _SUFFIXES[suffix]
+        if named in ("csv", "tsv"):
+            head = lines[0][1] if lines else ""
+            default = "\t" if named == "tsv" else ","
+            sep = _header_delimiter(head, default) or default
+            return Sniffed("tsv" if sep == "\t" else "csv", sep, f"the {suffix} suffix")
+        return Sniffed(named, ",", f"the {suffix} suffix")
+    if not lines:
+        return Sniffed("txt", ",", "no content")
+    number, first = lines[0]
+    delimiter = _header_delimiter(first)
+    if delimiter is not None:
+        kind: InputFormat = "tsv" if delimiter == "\t" else "csv"
+        return Sniffed(kind, delimiter, "a header row with a prompt column")
+    if first[0] in '{["':
+        ok, value = _json_value(first)
+        if ok and isinstance(value, (dict, str)):
+            return Sniffed("jsonl", ",", "a JSON value on the first line")
+        what = "is not valid JSON" if not ok else f"is a JSON {type(value).__name__}"
+        if first[0] == "{" or ok:
+            raise _ambiguous(
+                source,
+                number,
+                f"this looks like JSON Lines but {what}; fix the line and pass --format jsonl "
+                "(or pass --format txt to send every line, braces and all, as a prompt)",
+            )
+    header = _looks_like_header(first)
+    if header is not None:
+        sep, cells = header
+        label = "TSV" if sep == "\t" else "CSV"
+        raise _ambiguous(
+            source,
+            number,
+            f"this looks like a {label} header ({', '.join(cells)}) but has no 'prompt' column; "
+            f"name the prompt column 'prompt' (and pass --format {label.lower()}), or pass "
+            "--format txt to send every line, this one too, as a prompt",
+        )
+    for number, stripped in lines:
+        if "\t" in stripped:
+            raise _ambiguous(
+                source,
+                number,
+                "a tab inside a prompt line: is this a TSV file without a 'prompt' header? "
+                "Add a header row with a 'prompt' column (--format tsv), or pass --format txt "
+                "to send each line, tabs included, as a prompt",
+            )
+        if stripped.startswith("{") and stripped.endswith("}"):
+            ok, value = _json_value(stripped)
+            if ok and isinstance(value, dict):
+                raise _ambiguous(
+                    source,
+                    number,
+                    "a JSON object among text prompts: pass --format jsonl if every line is "
+                    "JSON (fix the others), or --format txt to send this line as a prompt",
+                )
+    return Sniffed("txt", ",", "plain text lines")
+
+
+def detect_format(name: str, text: str | None = None) -> InputFormat:
+    """The format of an input named ``name`` with content ``text`` (see :func:`sniff_format`)."""
+    return sniff_format(name or "<stdin>", name, text or "").format
 
 
 def read_records(
-    source: str, text: str, fmt: InputFormat
+    source: str, text: str, fmt: InputFormat, delimiter: str | None = None
 ) -> tuple[list[_Record], list[InputProblem]]:
     """Split ``text`` into raw records with line numbers; malformed lines become problems."""
     if fmt == "txt":
         return _read_txt(text), []
     if fmt == "jsonl":
         return _read_jsonl(source, text)
-    return _read_csv(source, text)
+    if delimiter is None:
+        first = next(iter(_content_lines(text)), (0, ""))[1]
+        default = "\t" if fmt == "tsv" else ","
+        delimiter = _header_delimiter(first, default) or default
+    return _read_csv(source, text, delimiter)
 
 
 def _read_txt(text: str) -> list[_Record]:
@@ -173,10 +328,12 @@ def _read_jsonl(source: str, text: str) -> tuple[list[_Record], list[InputProble
     return records, problems
 
 
-def _read_csv(source: str, text: str) -> tuple[list[_Record], list[InputProblem]]:
+def _read_csv(
+    source: str, text: str, delimiter: str = ","
+) -> tuple[list[_Record], list[InputProblem]]:
     records: list[_Record] = []
     problems: list[InputProblem] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     last_line = 0
     try:
@@ -185,6 +342,8 @@ def _read_csv(source: str, text: str) -> tuple[list[_Record], list[InputProblem]
             if not row or all(not cell.strip() for cell in row):
                 continue
             if header is None:
+                if row[0].lstrip().startswith("#"):
+                    continue  # a comment before the header
                 header = [cell.strip() for cell in row]
                 seen: set[str] = set()
                 for name in header:
@@ -194,8 +353,13 @@ def _read_csv(source: str, text: str) -> tuple[list[_Record], list[InputProblem]
                         problems.append(InputProblem(source, start, f"duplicate column {name!r}"))
                     seen.add(name)
                 if "prompt" not in header:
+                    hint = (
+                        " (column names are case-sensitive: name it 'prompt')"
+                        if any(name.lower() == "prompt" for name in header)
+                        else "; pass --format txt if this is a list of prompts"
+                    )
                     problems.append(
-                        InputProblem(source, start, "the header row has no 'prompt' column")
+                        InputProblem(source, start, f"the header row has no 'prompt' column{hint}")
                     )
                 continue
             if row[0].lstrip().startswith("#"):
@@ -283,16 +447,33 @@ def _is_remote(value: str) -> bool:
     return value.startswith("data:") or "://" in value
 
 
-def media_to_data_uri(value: str, base_dir: Path, *, field: str = "image_url") -> str:
+def media_to_data_uri(
+    value: str, base_dir: Path, *, field: str = "image_url", confine_to: Path | None = None
+) -> str:
     """A URL or data URI unchanged; a local file path read into a base64 data URI.
 
-    Raises ``ValueError`` naming the file when it cannot be read.
+    A relative path is taken relative to ``base_dir``. With ``confine_to``, the file (after
+    resolving symlinks and ``..``) must lie inside that folder. Raises ``ValueError`` naming
+    the file when it cannot be read or lies outside.
     """
     if _is_remote(value):
         return value
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = base_dir / path
+    if confine_to is not None:
+        try:
+            real = path.resolve(strict=False)
+            root = confine_to.resolve(strict=False)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise ValueError(f"{field}: cannot resolve {value!r}: {exc}") from None
+        if not real.is_relative_to(root):
+            raise ValueError(
+                f"{field}: {value!r} is outside the input file's folder {root}; an input file "
+                "may only name local media in its own folder (move the file there, or pass "
+                "--allow-media-outside if you trust this input file)"
+            )
+        path = real
     try:
         size = path.stat().st_size
         if size > _MAX_MEDIA_BYTES:
@@ -308,15 +489,19 @@ def media_to_data_uri(value: str, base_dir: Path, *, field: str = "image_url") -
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _resolve_media(fields: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+def _resolve_media(
+    fields: dict[str, Any], base_dir: Path, confine_to: Path | None
+) -> dict[str, Any]:
     out = dict(fields)
     for name in MEDIA_FIELDS & out.keys():
         value = out[name]
         if isinstance(value, str):
-            out[name] = media_to_data_uri(value, base_dir, field=name)
+            out[name] = media_to_data_uri(value, base_dir, field=name, confine_to=confine_to)
         elif isinstance(value, list):
             out[name] = [
-                media_to_data_uri(v, base_dir, field=name) if isinstance(v, str) else v
+                media_to_data_uri(v, base_dir, field=name, confine_to=confine_to)
+                if isinstance(v, str)
+                else v
                 for v in value
             ]
     return out
@@ -347,6 +532,7 @@ def _build(
     defaults: Mapping[str, Any],
     extra_body: Mapping[str, Any] | None,
     base_dir: Path,
+    confine_to: Path | None,
 ) -> VideoRequest:
     fields = {k: v for k, v in defaults.items() if v is not None}
     row = dict(record.fields)
@@ -380,8 +566,9 @@ def _build(
             "extra_body must be an object",
             errors=[{"field": "extra_body", "message": "must be a JSON object"}],
         )
-    fields.update(row)
-    fields = _resolve_media(fields, base_dir)
+    # Only the row's own media paths come from the input file; defaults were resolved by the
+    # caller (a --image flag is the user's own choice and may point anywhere).
+    fields.update(_resolve_media(row, base_dir, confine_to))
     merged_extra = {**(extra_body or {}), **(row_extra or {})} or None
     prompt = fields.pop("prompt", None)
     if prompt is None:
@@ -396,57 +583,85 @@ def _build(
     return build_request(prompt, model=model, extra_body=merged_extra, **fields)
 
 
+def _decode(source: str, data: bytes) -> str:
+    """Bytes of an input as text: UTF-8 with or without a BOM; anything else is a problem."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(
+            [InputProblem(source, 1, "UTF-16 text; save the file as UTF-8 (or UTF-8 with BOM)")]
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError([InputProblem(source, line, f"not UTF-8 text ({exc.reason})")]) from None
+
+
+def _read_source(path: str, stdin: TextIO | None) -> tuple[str, Path, str]:
+    """``(source name, folder of the file, text)`` of ``path`` (``-``: standard input)."""
+    if path == "-":
+        source = "<stdin>"
+        try:
+            if stdin is not None:
+                text = stdin.read().removeprefix("\ufeff")
+            else:
+                import sys
+
+                buffer = getattr(sys.stdin, "buffer", None)
+                if buffer is not None:
+                    text = _decode(source, buffer.read())
+                else:  # pragma: no cover - a replaced sys.stdin without bytes
+                    text = sys.stdin.read().removeprefix("\ufeff")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError([InputProblem(source, None, f"cannot read: {exc}")]) from None
+        return source, Path.cwd(), text
+    source, file = path, Path(path)
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise InputError([InputProblem(source, None, "no such file")]) from None
+    except IsADirectoryError:
+        raise InputError([InputProblem(source, None, "is a folder, not a file")]) from None
+    except OSError as exc:
+        raise InputError(
+            [InputProblem(source, None, f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    return source, file.parent, _decode(source, data)
+
+
 def load_inputs(
     path: str,
     *,
     defaults: Mapping[str, Any] | None = None,
     extra_body: Mapping[str, Any] | None = None,
-    fmt: InputFormat | None = None,
+    fmt: InputFormat | Literal["auto"] | None = None,
     stdin: TextIO | None = None,
+    allow_media_outside: bool = False,
 ) -> list[ParsedInput]:
     """Read and validate every input of ``path`` (``-`` for ``stdin``) into requests.
 
     ``defaults`` are request fields for every input (a row's own values win; ``model`` defaults
-    to ``veo2``); ``extra_body`` is merged into every request body. Raises :class:`InputError`
-    listing every problem (file and line) when any input is unreadable or invalid: either all
-    inputs are good, or nothing is returned.
+    to ``veo2``); ``extra_body`` is merged into every request body. ``fmt`` forces a format
+    (``None``/``"auto"``: decided by :func:`sniff_format`). Local media paths in the file must
+    lie in its folder (stdin: the current folder) unless ``allow_media_outside``. Raises
+    :class:`InputError` listing every problem (file and line) when any input is unreadable,
+    ambiguous or invalid: either all inputs are good, or nothing is returned.
     """
-    defaults = dict(defaults or {})
-    if path == "-":
-        source, base_dir = "<stdin>", Path.cwd()
-        stream = stdin
-        if stream is None:
-            import sys
-
-            stream = sys.stdin
-        try:
-            text = stream.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError([InputProblem(source, None, f"cannot read: {exc}")]) from None
+    source, base_dir, text = _read_source(path, stdin)
+    try:
+        defaults = _resolve_media(dict(defaults or {}), Path.cwd(), None)
+    except ValueError as exc:
+        raise InputError([InputProblem(source, None, str(exc))]) from None
+    confine_to = None if allow_media_outside else base_dir
+    if fmt is None or fmt == "auto":
+        sniffed = sniff_format(source, path if path != "-" else "", text)
+        fmt, delimiter = sniffed.format, sniffed.delimiter
     else:
-        source, file = path, Path(path)
-        base_dir = file.parent
-        try:
-            text = file.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise InputError([InputProblem(source, None, "no such file")]) from None
-        except IsADirectoryError:
-            raise InputError([InputProblem(source, None, "is a folder, not a file")]) from None
-        except UnicodeDecodeError as exc:
-            line = file.read_bytes()[: exc.start].count(b"\n") + 1
-            raise InputError(
-                [InputProblem(source, line, f"not UTF-8 text ({exc.reason})")]
-            ) from None
-        except OSError as exc:
-            raise InputError(
-                [InputProblem(source, None, f"cannot read: {exc.strerror or exc}")]
-            ) from None
-    fmt = fmt or detect_format(path if path != "-" else "", text)
-    records, problems = read_records(source, text, fmt)
+        delimiter = None
+    records, problems = read_records(source, text, fmt, delimiter)
     parsed: list[ParsedInput] = []
     for record in records:
         try:
-            request = _build(record, defaults, extra_body, base_dir)
+            request = _build(record, defaults, extra_body, base_dir, confine_to)
         except RequestValidationError as exc:
             problems.append(InputProblem(source, record.line, _describe(exc)))
             continue

@@ -1,8 +1,12 @@
 """The durable batch journal: nothing lost, nothing paid twice.
 
 A batch writes one SQLite database in its output folder (``.veo-async-journal.sqlite3``, WAL
-mode, ``synchronous=FULL``). Each input (keyed by its line number) moves through these states,
-every move one committed transaction::
+mode, ``synchronous=FULL``). Each input has a stable ``key`` and is matched to the lines of the
+input file by *content*: the SHA-256 of its request body plus its ``occurrence`` among inputs
+with the same body (the first ``a fox`` is occurrence 0, a second identical line occurrence 1).
+Its ``line`` is where it stands in the current file, updated on every run, so inserting,
+removing or moving lines never hands one input's generation to another. Each input moves
+through these states, every move one committed transaction::
 
     pending ──intent──▶ submitting ──id──▶ submitted ──▶ completed ──▶ downloaded
                             │                  │
@@ -16,19 +20,26 @@ it, so after a crash every input is in one of three situations: never sent (``pe
 no known id (``submitting`` at startup becomes ``uncertain``: reported, resubmitted only when
 asked, because it may have been billed).
 
-The ``meta`` table holds the schema version and a fingerprint of the input file's requests,
-so a resume with a different file is detected. ``events`` is an append-only audit trail.
+The ``meta`` table holds the schema version, a fingerprint of the input file's requests (so
+a resume with a different file is detected) and the service that made the generations (so
+emulated results are never taken for real ones). ``events`` is an append-only audit trail.
+
+Every failure to read or write the journal is a :class:`JournalError` with one line of text
+naming the file or folder (a full disk says so), never a raw ``sqlite3`` error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +53,16 @@ __all__ = [
     "JournalError",
     "JournalRow",
     "JournalState",
+    "disk_problem",
     "write_manifest",
 ]
 
 JOURNAL_NAME = ".veo-async-journal.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Bytes set aside next to the journal while it is open (``<journal>.reserve``): when the disk
+#: fills up, the reserve is released so the journal can still record the ids of creates that
+#: were already sent (a full disk must never lose an id that was paid for).
+RESERVE_BYTES = 256 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -54,7 +70,9 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS inputs (
-    line           INTEGER PRIMARY KEY,  -- 1-based line number in the input file (the key)
+    key            INTEGER PRIMARY KEY AUTOINCREMENT,  -- stable id of the input, never reused
+    line           INTEGER,              -- 1-based line in the current input file (NULL: gone)
+    occurrence     INTEGER NOT NULL DEFAULT 0,  -- n-th input with this same request (from 0)
     request        TEXT NOT NULL,        -- JSON body, long data URIs shortened
     request_sha256 TEXT NOT NULL,        -- SHA-256 of the full canonical body
     state          TEXT NOT NULL,        -- a JournalState value
@@ -74,18 +92,65 @@ CREATE TABLE IF NOT EXISTS inputs (
     updated_at     REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inputs_generation_id ON inputs (generation_id);
+CREATE UNIQUE INDEX IF NOT EXISTS inputs_identity ON inputs (request_sha256, occurrence);
 CREATE TABLE IF NOT EXISTS events (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
     at     REAL NOT NULL,
-    line   INTEGER,
+    key    INTEGER,                      -- the input's key (NULL: the whole batch)
     event  TEXT NOT NULL,
     detail TEXT
 );
 """
 
+#: Schema 1 keyed inputs by line number; its rows keep their line as their key.
+_MIGRATE_1_TO_2 = """
+DROP INDEX IF EXISTS inputs_generation_id;
+ALTER TABLE inputs RENAME TO inputs_v1;
+ALTER TABLE events RENAME COLUMN line TO key;
+"""
+_COPY_V1 = """
+INSERT INTO inputs (key, line, occurrence, request, request_sha256, state, generation_id, status,
+    video_url, credits, error, file, sha256, size, previous_ids, intent_at, submitted_at,
+    finished_at, downloaded_at, updated_at)
+SELECT line, line,
+    (SELECT COUNT(*) FROM inputs_v1 AS b
+     WHERE b.request_sha256 = a.request_sha256 AND b.line < a.line),
+    request, request_sha256, state, generation_id, status, video_url, credits, error, file,
+    sha256, size, previous_ids, intent_at, submitted_at, finished_at, downloaded_at, updated_at
+FROM inputs_v1 AS a;
+DROP TABLE inputs_v1;
+"""
+
 
 class JournalError(VeoError):
-    """The journal cannot be used (another run holds it, a newer schema, a corrupt file)."""
+    """The journal cannot be used (another run holds it, a newer schema, a corrupt file, a
+    full disk); the message is one line naming the file or folder."""
+
+
+class _DiskFull(JournalError):
+    """A journal write failed because the disk is full."""
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc).lower()
+    return False
+
+
+def disk_problem(folder: Path, exc: BaseException) -> str:
+    """Words for a write failure under ``folder``: says "disk full" (and the free space) then."""
+    full = _is_full(exc)
+    text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or repr(exc)
+    if full:
+        try:
+            free = shutil.disk_usage(folder).free
+            where = f"the disk holding {folder} is full ({free:,} bytes free)"
+        except OSError:
+            where = f"the disk holding {folder} is full"
+        return f"{where}: {text}"
+    return f"{folder}: {text}"
 
 
 class JournalState(str, enum.Enum):
@@ -108,7 +173,9 @@ class JournalState(str, enum.Enum):
 class JournalRow:
     """One input as the journal knows it."""
 
-    line: int
+    key: int
+    line: int | None
+    occurrence: int
     request: dict[str, Any]
     request_sha256: str
     state: JournalState
@@ -127,26 +194,61 @@ class JournalRow:
     downloaded_at: float | None
 
     @classmethod
-    def _from_sql(cls, row: sqlite3.Row) -> JournalRow:
-        return cls(
-            line=row["line"],
-            request=json.loads(row["request"]),
-            request_sha256=row["request_sha256"],
-            state=JournalState(row["state"]),
-            generation_id=row["generation_id"],
-            status=row["status"],
-            video_url=row["video_url"],
-            credits=row["credits"],
-            error=row["error"],
-            file=row["file"],
-            sha256=row["sha256"],
-            size=row["size"],
-            previous_ids=json.loads(row["previous_ids"]),
-            intent_at=row["intent_at"],
-            submitted_at=row["submitted_at"],
-            finished_at=row["finished_at"],
-            downloaded_at=row["downloaded_at"],
-        )
+    def _from_sql(cls, row: sqlite3.Row, path: Path) -> JournalRow:
+        key = row["key"]
+        column = "key"
+        try:
+            if not isinstance(key, int):
+                raise ValueError(f"not an integer: {key!r}")
+            column = "line"
+            line = row["line"]
+            if line is not None and not isinstance(line, int):
+                raise ValueError(f"not an integer: {line!r}")
+            column = "request"
+            request = json.loads(row["request"])
+            if not isinstance(request, dict):
+                raise ValueError("not a JSON object")
+            column = "state"
+            state = JournalState(row["state"])
+            column = "previous_ids"
+            previous = json.loads(row["previous_ids"])
+            if not isinstance(previous, list):
+                raise ValueError("not a JSON list")
+            column = "size"
+            size = row["size"]
+            if size is not None and not isinstance(size, int):
+                raise ValueError(f"not an integer: {size!r}")
+            column = "credits"
+            credits = row["credits"]
+            if credits is not None and not isinstance(credits, (int, float)):
+                raise ValueError(f"not a number: {credits!r}")
+            return cls(
+                key=key,
+                line=line,
+                occurrence=int(row["occurrence"]),
+                request=request,
+                request_sha256=str(row["request_sha256"]),
+                state=state,
+                generation_id=row["generation_id"],
+                status=row["status"],
+                video_url=row["video_url"],
+                credits=credits,
+                error=row["error"],
+                file=row["file"],
+                sha256=row["sha256"],
+                size=size,
+                previous_ids=[str(x) for x in previous],
+                intent_at=row["intent_at"],
+                submitted_at=row["submitted_at"],
+                finished_at=row["finished_at"],
+                downloaded_at=row["downloaded_at"],
+            )
+        except (ValueError, TypeError, RecursionError) as exc:
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise JournalError(
+                f"the journal {path} is damaged: input {key!r} has an unreadable {column} "
+                f"({detail}); move the folder aside and run the batch into a new --out folder"
+            ) from None
 
 
 class Journal:
@@ -162,16 +264,36 @@ class Journal:
         self._lock_file = lock_file
         self.path = path
         self.folder = path.parent
+        self.reserve_path = path.with_name(path.name + ".reserve")
+        self.disk_full = False
+        """Set once a write found the disk full (the reserve was released): stop submitting."""
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, folder: str | os.PathLike[str], *, name: str = JOURNAL_NAME) -> Journal:
-        """Open (or create) the journal in ``folder``; only one process may hold it at a time."""
+    def open(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        name: str = JOURNAL_NAME,
+        reserve: int = RESERVE_BYTES,
+    ) -> Journal:
+        """Open (or create) the journal in ``folder``; only one process may hold it at a time.
+
+        ``reserve`` bytes are set aside on the same disk (released if the disk fills up, so the
+        ids of creates in flight can still be recorded); when even that much room is missing,
+        the open fails before anything is sent.
+        """
         root = Path(folder)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create the folder {disk_problem(root, exc)}") from None
         path = root / name
-        lock_file = _lock_folder(root / (name + ".lock"))
+        try:
+            lock_file = _lock_folder(root / (name + ".lock"))
+        except OSError as exc:
+            raise JournalError(f"cannot lock the folder: {disk_problem(root, exc)}") from None
         try:
             conn = sqlite3.connect(
                 path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -182,30 +304,76 @@ class Journal:
             # before the call returns, so even a power cut cannot lose an id that was paid for.
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(_SCHEMA)
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             journal = cls(conn, path, lock_file)
-            version = journal.get_meta("schema_version")
-            if version is None:
-                journal.set_meta("schema_version", str(SCHEMA_VERSION))
-            elif int(version) > SCHEMA_VERSION:
+            raw = journal.get_meta("schema_version")
+            try:
+                version = None if raw is None else int(raw)
+            except ValueError:
+                raise JournalError(
+                    f"the journal {path} is damaged: schema_version is {raw!r}, not a number; "
+                    "move the folder aside and run the batch into a new --out folder"
+                ) from None
+            if version is not None and version > SCHEMA_VERSION:
                 raise JournalError(
                     f"{path} was written by a newer veo-async (schema {version}); upgrade"
                 )
-        except sqlite3.DatabaseError as exc:
+            if version == 1:  # one transaction: a failed migration leaves schema 1 intact
+                conn.executescript(
+                    "BEGIN IMMEDIATE;" + _MIGRATE_1_TO_2 + _SCHEMA + _COPY_V1 + "COMMIT;"
+                )
+            else:
+                conn.executescript(_SCHEMA)
+            if version != SCHEMA_VERSION:
+                journal.set_meta("schema_version", str(SCHEMA_VERSION))
+            if reserve:
+                journal._make_reserve(reserve)
+        except (sqlite3.DatabaseError, OSError) as exc:
             _unlock(lock_file)
-            raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+            raise JournalError(
+                f"cannot open the journal {path}: {disk_problem(root, exc)}"
+            ) from None
         except BaseException:
             _unlock(lock_file)
             raise
         return journal
 
     def close(self) -> None:
-        """Close the database and release the folder lock."""
+        """Close the database, drop the reserve and release the folder lock."""
         with self._lock:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
             _unlock(self._lock_file)
             self._lock_file = None
+
+    def _make_reserve(self, size: int) -> None:
+        try:
+            if self.reserve_path.exists() and self.reserve_path.stat().st_size >= size:
+                return
+            with open(self.reserve_path, "wb") as fh:
+                block = b"\0" * 65536
+                for offset in range(0, size, len(block)):
+                    fh.write(block[: min(len(block), size - offset)])
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+            raise JournalError(
+                f"not enough room to start: {disk_problem(self.folder, exc)}; the batch needs "
+                f"at least {size // 1024} KiB free besides its videos (nothing was submitted)"
+            ) from None
+
+    def _release_reserve(self) -> bool:
+        """Free the reserve (the disk is full); whether there was one to free."""
+        self.disk_full = True
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            return False
+        return True
 
     def __enter__(self) -> Journal:
         return self
@@ -215,29 +383,50 @@ class Journal:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; a database failure (a full disk) becomes a one-line JournalError."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                words = (
+                    f"cannot write the journal {self.path.name}: {disk_problem(self.folder, exc)}"
+                )
+                if _is_full(exc):
+                    raise _DiskFull(words) from None
+                raise JournalError(words) from None
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(
+                    f"cannot read the journal {self.path}: {disk_problem(self.folder, exc)}"
+                ) from None
 
     @staticmethod
-    def _event(conn: sqlite3.Connection, line: int | None, event: str, detail: Any = None) -> None:
+    def _event(conn: sqlite3.Connection, key: int | None, event: str, detail: Any = None) -> None:
         conn.execute(
-            "INSERT INTO events (at, line, event, detail) VALUES (?, ?, ?, ?)",
-            (time.time(), line, event, None if detail is None else json.dumps(detail)),
+            "INSERT INTO events (at, key, event, detail) VALUES (?, ?, ?, ?)",
+            (time.time(), key, event, None if detail is None else json.dumps(detail)),
         )
 
     # ------------------------------------------------------------------ meta
 
     def get_meta(self, key: str) -> str | None:
         """A value of the ``meta`` table, or ``None``."""
-        with self._lock:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row["value"])
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if not rows else str(rows[0]["value"])
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a value of the ``meta`` table."""
@@ -250,112 +439,133 @@ class Journal:
 
     # ------------------------------------------------------------------ inputs
 
-    def add_inputs(self, inputs: Iterable[tuple[int, Mapping[str, Any], str]]) -> list[int]:
-        """Register inputs ``(line, body, body_sha256)``; returns lines whose request changed.
+    def match_inputs(self, inputs: Iterable[tuple[int, Mapping[str, Any], str]]) -> list[int]:
+        """Match the inputs ``(line, body, body_sha256)`` to the journal; returns their keys.
 
-        New lines are added as ``pending``. A known line whose request differs is updated when
-        it was never sent (``pending``/``refused``); otherwise it keeps its journaled request
-        and generation, and its line number is returned so the caller can report it.
+        Matching is by content, never by position: the n-th input with a given body SHA-256
+        is the journal's input with that SHA-256 and occurrence n. A match takes the input's
+        current line; an input with no match is added as ``pending``. Journal inputs that
+        match nothing get ``line = NULL`` (no longer in the file): those never sent
+        (``pending``/``refused`` with no earlier generation) are dropped, the others (they
+        hold a generation or a file) are kept for the manifest.
         """
-        changed: list[int] = []
+        keys: list[int] = []
         now = time.time()
+        seen: Counter[str] = Counter()
         with self._tx() as conn:
+            conn.execute("UPDATE inputs SET line = NULL")
             for line, body, digest in inputs:
+                occurrence = seen[digest]
+                seen[digest] += 1
                 row = conn.execute(
-                    "SELECT state, request_sha256 FROM inputs WHERE line = ?", (line,)
+                    "SELECT key, line FROM inputs WHERE request_sha256 = ? AND occurrence = ?",
+                    (digest, occurrence),
                 ).fetchone()
-                if row is None:
-                    conn.execute(
-                        "INSERT INTO inputs (line, request, request_sha256, state, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (line, json.dumps(dict(body)), digest, JournalState.PENDING.value, now),
-                    )
-                elif row["request_sha256"] != digest:
-                    if row["state"] in (JournalState.PENDING.value, JournalState.REFUSED.value):
-                        conn.execute(
-                            "UPDATE inputs SET request = ?, request_sha256 = ?, state = ?, "
-                            "error = NULL, updated_at = ? WHERE line = ?",
-                            (json.dumps(dict(body)), digest, JournalState.PENDING.value, now, line),
-                        )
-                        self._event(conn, line, "request_changed")
-                    else:
-                        changed.append(line)
-        return changed
+                if row is not None:
+                    conn.execute("UPDATE inputs SET line = ? WHERE key = ?", (line, row["key"]))
+                    keys.append(int(row["key"]))
+                    continue
+                cur = conn.execute(
+                    "INSERT INTO inputs (line, occurrence, request, request_sha256, state, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        line,
+                        occurrence,
+                        json.dumps(dict(body)),
+                        digest,
+                        JournalState.PENDING.value,
+                        now,
+                    ),
+                )
+                assert cur.lastrowid is not None
+                keys.append(cur.lastrowid)
+                self._event(conn, cur.lastrowid, "added", {"line": line})
+            conn.execute(
+                "DELETE FROM inputs WHERE line IS NULL AND state IN (?, ?) "
+                "AND generation_id IS NULL AND previous_ids = '[]' AND file IS NULL",
+                (JournalState.PENDING.value, JournalState.REFUSED.value),
+            )
+        return keys
 
     def rows(self) -> list[JournalRow]:
-        """Every input, by line number."""
-        with self._lock:
-            result = self._conn.execute("SELECT * FROM inputs ORDER BY line").fetchall()
-        return [JournalRow._from_sql(r) for r in result]
+        """Every input: those in the current file by line, then the ones no longer in it."""
+        result = self._query("SELECT * FROM inputs ORDER BY line IS NULL, line, key")
+        return [JournalRow._from_sql(r, self.path) for r in result]
 
-    def row(self, line: int) -> JournalRow | None:
-        """One input, or ``None``."""
-        with self._lock:
-            r = self._conn.execute("SELECT * FROM inputs WHERE line = ?", (line,)).fetchone()
-        return None if r is None else JournalRow._from_sql(r)
+    def row(self, key: int) -> JournalRow | None:
+        """One input by key, or ``None``."""
+        result = self._query("SELECT * FROM inputs WHERE key = ?", (key,))
+        return JournalRow._from_sql(result[0], self.path) if result else None
 
-    def events(self, line: int | None = None) -> list[tuple[float, int | None, str, Any]]:
-        """The audit trail ``(time, line, event, detail)``, oldest first."""
-        sql = "SELECT at, line, event, detail FROM events"
+    def events(self, key: int | None = None) -> list[tuple[float, int | None, str, Any]]:
+        """The audit trail ``(time, input key, event, detail)``, oldest first."""
+        sql = "SELECT at, key, event, detail FROM events"
         args: tuple[Any, ...] = ()
-        if line is not None:
-            sql, args = sql + " WHERE line = ?", (line,)
-        with self._lock:
-            result = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [
-            (
-                r["at"],
-                r["line"],
-                r["event"],
-                None if r["detail"] is None else json.loads(r["detail"]),
-            )
-            for r in result
-        ]
+        if key is not None:
+            sql, args = sql + " WHERE key = ?", (key,)
+        result = self._query(sql + " ORDER BY id", args)
+        out: list[tuple[float, int | None, str, Any]] = []
+        for r in result:
+            try:
+                detail = None if r["detail"] is None else json.loads(r["detail"])
+            except (ValueError, RecursionError):
+                detail = r["detail"]
+            out.append((r["at"], r["key"], r["event"], detail))
+        return out
 
     def recover_interrupted(self) -> list[int]:
         """At startup: inputs left ``submitting`` by a dead process become ``uncertain``."""
         with self._tx() as conn:
-            lines = [
-                r["line"]
+            keys = [
+                r["key"]
                 for r in conn.execute(
-                    "SELECT line FROM inputs WHERE state = ?", (JournalState.SUBMITTING.value,)
+                    "SELECT key FROM inputs WHERE state = ?", (JournalState.SUBMITTING.value,)
                 )
             ]
-            for line in lines:
+            for key in keys:
                 conn.execute(
-                    "UPDATE inputs SET state = ?, error = ?, updated_at = ? WHERE line = ?",
+                    "UPDATE inputs SET state = ?, error = ?, updated_at = ? WHERE key = ?",
                     (
                         JournalState.UNCERTAIN.value,
                         "the process stopped while the create request was in flight; "
                         "it may or may not have started a billed generation",
                         time.time(),
-                        line,
+                        key,
                     ),
                 )
-                self._event(conn, line, "recovered_uncertain")
-        return lines
+                self._event(conn, key, "recovered_uncertain")
+        return keys
 
-    def _update(self, line: int, event: str, detail: Any = None, **values: Any) -> None:
+    def _update(self, key: int, event: str, detail: Any = None, **values: Any) -> None:
+        """One state change; on a full disk, release the reserve and try once more."""
+        try:
+            self._update_once(key, event, detail, **values)
+        except _DiskFull:
+            if not self._release_reserve():
+                raise
+            self._update_once(key, event, detail, **values)
+
+    def _update_once(self, key: int, event: str, detail: Any = None, **values: Any) -> None:
         values["updated_at"] = time.time()
         columns = ", ".join(f"{k} = ?" for k in values)
         with self._tx() as conn:
             cur = conn.execute(
-                f"UPDATE inputs SET {columns} WHERE line = ?", (*values.values(), line)
+                f"UPDATE inputs SET {columns} WHERE key = ?", (*values.values(), key)
             )
             if cur.rowcount != 1:
-                raise JournalError(f"line {line} is not in the journal")
-            self._event(conn, line, event, detail)
+                raise JournalError(f"input {key} is not in the journal")
+            self._event(conn, key, event, detail)
 
-    def record_intent(self, line: int) -> None:
-        """About to send the create for ``line`` (committed before the request goes out)."""
+    def record_intent(self, key: int) -> None:
+        """About to send the create for ``key`` (committed before the request goes out)."""
         self._update(
-            line, "intent", state=JournalState.SUBMITTING.value, intent_at=time.time(), error=None
+            key, "intent", state=JournalState.SUBMITTING.value, intent_at=time.time(), error=None
         )
 
-    def record_submitted(self, line: int, generation_id: str, status: str | None) -> None:
-        """The create for ``line`` returned ``generation_id``."""
+    def record_submitted(self, key: int, generation_id: str, status: str | None) -> None:
+        """The create for ``key`` returned ``generation_id``."""
         self._update(
-            line,
+            key,
             "submitted",
             {"generation_id": generation_id},
             state=JournalState.SUBMITTED.value,
@@ -364,32 +574,32 @@ class Journal:
             submitted_at=time.time(),
         )
 
-    def record_not_sent(self, line: int) -> bool:
-        """The create for ``line`` was never sent after all (cancelled before it went out).
+    def record_not_sent(self, key: int) -> bool:
+        """The create for ``key`` was never sent after all (cancelled before it went out).
 
         Moves ``submitting`` back to ``pending``; any other state is left alone. Returns
         whether the row changed.
         """
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE inputs SET state = ?, updated_at = ? WHERE line = ? AND state = ?",
-                (JournalState.PENDING.value, time.time(), line, JournalState.SUBMITTING.value),
+                "UPDATE inputs SET state = ?, updated_at = ? WHERE key = ? AND state = ?",
+                (JournalState.PENDING.value, time.time(), key, JournalState.SUBMITTING.value),
             )
             if cur.rowcount:
-                self._event(conn, line, "not_sent")
+                self._event(conn, key, "not_sent")
             return bool(cur.rowcount)
 
-    def record_uncertain(self, line: int, error: str) -> None:
-        """The create for ``line`` may or may not have made a generation."""
-        self._update(line, "uncertain", error, state=JournalState.UNCERTAIN.value, error=error)
+    def record_uncertain(self, key: int, error: str) -> None:
+        """The create for ``key`` may or may not have made a generation."""
+        self._update(key, "uncertain", error, state=JournalState.UNCERTAIN.value, error=error)
 
-    def record_refused(self, line: int, error: str) -> None:
-        """The create for ``line`` was refused; nothing was created (safe to submit again)."""
-        self._update(line, "refused", error, state=JournalState.REFUSED.value, error=error)
+    def record_refused(self, key: int, error: str) -> None:
+        """The create for ``key`` was refused; nothing was created (safe to submit again)."""
+        self._update(key, "refused", error, state=JournalState.REFUSED.value, error=error)
 
     def record_finished(
         self,
-        line: int,
+        key: int,
         *,
         generation_id: str,
         status: str | None,
@@ -397,10 +607,10 @@ class Journal:
         credits: float | None,
         error: str | None,
     ) -> None:
-        """The generation of ``line`` finished: ``completed`` with a URL, else ``failed``."""
+        """The generation of ``key`` finished: ``completed`` with a URL, else ``failed``."""
         state = JournalState.COMPLETED if video_url and error is None else JournalState.FAILED
         self._update(
-            line,
+            key,
             state.value,
             {"generation_id": generation_id, "status": status},
             state=state.value,
@@ -412,10 +622,10 @@ class Journal:
             finished_at=time.time(),
         )
 
-    def record_still_running(self, line: int, generation_id: str, error: str) -> None:
-        """Waiting for ``line`` ran out of time; its id stays tracked for the next run."""
+    def record_still_running(self, key: int, generation_id: str, error: str) -> None:
+        """Waiting for ``key`` ran out of time; its id stays tracked for the next run."""
         self._update(
-            line,
+            key,
             "timeout",
             error,
             state=JournalState.SUBMITTED.value,
@@ -423,10 +633,10 @@ class Journal:
             error=error,
         )
 
-    def record_downloaded(self, line: int, *, file: str, sha256: str, size: int) -> None:
-        """The video of ``line`` is on disk at ``file`` (relative to the journal's folder)."""
+    def record_downloaded(self, key: int, *, file: str, sha256: str, size: int) -> None:
+        """The video of ``key`` is on disk at ``file`` (relative to the journal's folder)."""
         self._update(
-            line,
+            key,
             "downloaded",
             {"file": file, "sha256": sha256, "size": size},
             state=JournalState.DOWNLOADED.value,
@@ -437,16 +647,14 @@ class Journal:
             downloaded_at=time.time(),
         )
 
-    def record_download_failed(self, line: int, error: str) -> None:
-        """The video of ``line`` could not be downloaded (the next run tries again)."""
-        self._update(
-            line, "download_failed", error, state=JournalState.COMPLETED.value, error=error
-        )
+    def record_download_failed(self, key: int, error: str) -> None:
+        """The video of ``key`` could not be downloaded (the next run tries again)."""
+        self._update(key, "download_failed", error, state=JournalState.COMPLETED.value, error=error)
 
-    def record_file_lost(self, line: int, reason: str) -> None:
+    def record_file_lost(self, key: int, reason: str) -> None:
         """A downloaded file is missing or does not match its SHA-256: download it again."""
         self._update(
-            line,
+            key,
             "file_lost",
             reason,
             state=JournalState.COMPLETED.value,
@@ -456,31 +664,31 @@ class Journal:
             error=reason,
         )
 
-    def reset_for_resubmit(self, line: int, reason: str) -> None:
-        """Make ``line`` submittable again (``--resubmit-uncertain``, ``--retry-failed``)."""
+    def reset_for_resubmit(self, key: int, reason: str) -> None:
+        """Make ``key`` submittable again (``--resubmit-uncertain``, ``--retry-failed``)."""
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT generation_id, previous_ids FROM inputs WHERE line = ?", (line,)
+                "SELECT generation_id, previous_ids FROM inputs WHERE key = ?", (key,)
             ).fetchone()
             if row is None:
-                raise JournalError(f"line {line} is not in the journal")
+                raise JournalError(f"input {key} is not in the journal")
             previous = json.loads(row["previous_ids"])
             if row["generation_id"]:
                 previous.append(row["generation_id"])
             conn.execute(
                 "UPDATE inputs SET state = ?, generation_id = NULL, status = NULL, "
                 "video_url = NULL, credits = NULL, error = NULL, previous_ids = ?, "
-                "updated_at = ? WHERE line = ?",
-                (JournalState.PENDING.value, json.dumps(previous), time.time(), line),
+                "updated_at = ? WHERE key = ?",
+                (JournalState.PENDING.value, json.dumps(previous), time.time(), key),
             )
-            self._event(conn, line, "reset", reason)
+            self._event(conn, key, "reset", reason)
 
 
 # --------------------------------------------------------------------------- manifest
 
 
 def manifest_entry(row: JournalRow) -> dict[str, Any]:
-    """One ``manifest.jsonl`` line for an input."""
+    """One ``manifest.jsonl`` line for an input (``line`` is ``None`` once it left the file)."""
     return {
         "line": row.line,
         "request": row.request,
@@ -498,14 +706,26 @@ def manifest_entry(row: JournalRow) -> dict[str, Any]:
 
 
 def write_manifest(path: Path, rows: Sequence[JournalRow]) -> None:
-    """Write ``manifest.jsonl`` (one line per input) atomically: temp file, fsync, rename."""
+    """Write ``manifest.jsonl`` (one line per input) atomically: temp file, fsync, rename.
+
+    A write failure (a full disk) removes the temporary file, leaves the previous manifest
+    as it was, and raises a one-line :class:`JournalError` naming the folder.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(manifest_entry(row), ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(manifest_entry(row), ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise JournalError(
+            f"cannot write {path.name}: {disk_problem(path.parent, exc)} (the journal is "
+            "intact; rerun the same command once there is room)"
+        ) from None
 
 
 # --------------------------------------------------------------------------- folder lock

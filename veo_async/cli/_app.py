@@ -15,12 +15,14 @@ import click
 
 from .._exceptions import ConfigurationError, RequestValidationError, VeoError
 from .._inputs import MEDIA_FIELDS, media_to_data_uri, parse_field_assignment
+from .._journal import JournalError, disk_problem
 from .._models import MODEL_REQUESTS, VideoRequest, build_request
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CliError,
+    FiniteFloat,
     common_options,
     configure_logging,
     echo_err,
@@ -30,6 +32,13 @@ from ._common import (
 __all__ = ["cli", "run"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Request fields that ``--field`` may not set: they have their own place on the command line.
+_FIELD_REFUSED = {
+    "prompt": "the prompt comes from the PROMPT argument (generate) or the input file (batch)",
+    "model": "use --model (batch: or a model column in the input file)",
+    "extra_body": "pass each extra field as its own --field KEY=VALUE",
+}
 
 #: Request flags shared by ``generate`` and ``batch`` (as defaults there): (flag name, field).
 _REQUEST_FLAGS = (
@@ -87,8 +96,10 @@ def request_options(func: _F) -> _F:
             "fields",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Any other body field, sent as-is (VALUE parsed as JSON when it is JSON). "
-            "Repeatable.",
+            help="Any other body field (VALUE parsed as JSON when it is JSON). Repeatable. A "
+            "field the model knows (e.g. person_generation) is validated like its flag (batch: "
+            "as a default, a row's own value wins); an unknown one is sent as-is. prompt and "
+            "model are refused.",
         ),
     ]
     for option in reversed(options):
@@ -97,20 +108,39 @@ def request_options(func: _F) -> _F:
 
 
 def request_fields(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-    """Pop the request flags: ``(model, fields, extra_body)`` (media paths still unresolved)."""
+    """Pop the request flags: ``(model, fields, extra_body)`` (media paths still unresolved).
+
+    ``--field KEY=VALUE``: ``prompt``/``model`` are refused (they would silently replace
+    every input's own value after validation); a field some model knows becomes a validated
+    request field like its flag (refused when its flag is given too); any other key goes to
+    ``extra_body`` and is sent as-is.
+    """
     model = kwargs.pop("model")
     fields: dict[str, Any] = {}
     for flag, name in _REQUEST_FLAGS:
         value = kwargs.pop(flag)
         if value is not None:
             fields[name] = value
+    known = {name for cls in MODEL_REQUESTS.values() for name in cls.model_fields}
     extra: dict[str, Any] = {}
     for text in kwargs.pop("fields"):
         try:
             key, value = parse_field_assignment(text)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--field") from None
-        extra[key] = value
+        if key in _FIELD_REFUSED:
+            raise click.BadParameter(
+                f"--field {key}=... is not allowed: {_FIELD_REFUSED[key]}", param_hint="--field"
+            )
+        if key in known:
+            if key in fields:
+                raise click.BadParameter(
+                    f"{key} is given twice (as {_flag_for(key)} and as --field {key}=...)",
+                    param_hint="--field",
+                )
+            fields[key] = value
+        else:
+            extra[key] = value
     if model is None and "image_url" in fields:
         model = "veo2/image-to-video"
     return model, fields, extra
@@ -170,6 +200,9 @@ def _execute(job: Callable[[], Awaitable[int]], hint: Any = None) -> None:
         elif isinstance(exc, RequestValidationError):
             echo_err(f"error: {_describe_validation(exc)}")
             code = EXIT_USAGE
+        elif isinstance(exc, JournalError):
+            echo_err(f"error: {exc}")
+            code = EXIT_FAILED
         elif isinstance(exc, VeoError):
             from ._single import describe_error
 
@@ -181,6 +214,10 @@ def _execute(job: Callable[[], Awaitable[int]], hint: Any = None) -> None:
             code = EXIT_INTERRUPTED
         elif isinstance(exc, sqlite3.Error):
             echo_err(f"error: the batch journal failed: {exc}")
+            code = EXIT_FAILED
+        elif isinstance(exc, OSError):
+            where = Path(exc.filename).parent if exc.filename else Path.cwd()
+            echo_err(f"error: {disk_problem(where, exc)}")
             code = EXIT_FAILED
         else:
             raise
@@ -208,7 +245,7 @@ def cli() -> None:
 @request_options
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloat(min=0.0, min_open=True),
     default=1000.0,
     show_default=True,
     help="Seconds to wait for the generation.",
@@ -267,8 +304,16 @@ def generate(prompt: str, **kwargs: Any) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["txt", "jsonl", "csv"]),
-    help="Input format (default: from the file suffix; for stdin, guessed).",
+    type=click.Choice(["auto", "txt", "csv", "tsv", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="Input format. auto: .jsonl/.csv/.tsv by name; anything else (stdin, .txt, no "
+    "suffix) from the content; input that could be read two ways is refused.",
+)
+@click.option(
+    "--allow-media-outside",
+    is_flag=True,
+    help="Let the input file name local media files outside its own folder.",
 )
 @request_options
 @click.option(
@@ -281,7 +326,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloat(min=0.0, min_open=True),
     help="Maximum API requests per second (creates and polls together).",
 )
 @click.option(
@@ -293,7 +338,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
 )
 @click.option(
     "--job-timeout",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloat(min=0.0, min_open=True),
     default=1000.0,
     show_default=True,
     help="Seconds to wait for each generation (a rerun resumes the ones still running).",
@@ -306,7 +351,8 @@ def generate(prompt: str, **kwargs: Any) -> None:
 @click.option(
     "--force",
     is_flag=True,
-    help="Resume even though the input file or the server changed since the journal was made.",
+    help="Resume though the input file changed (inputs are matched by request, not line) or "
+    "the base URL changed (never between --emulate and a real service).",
 )
 @click.option(
     "--resubmit-uncertain",
@@ -321,7 +367,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
 @click.option("--dry-run", is_flag=True, help="Validate the inputs and stop; nothing is sent.")
 @click.option(
     "--progress-interval",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloat(min=0.0, min_open=True),
     default=10.0,
     show_default=True,
     help="Seconds between progress lines when stderr is not a terminal.",
@@ -330,14 +376,24 @@ def generate(prompt: str, **kwargs: Any) -> None:
 def batch(prompts: str, **kwargs: Any) -> None:
     """Generate a video for every input in PROMPTS into a folder; safe to interrupt and rerun.
 
-    PROMPTS is a .txt file (one prompt a line; blank lines and # comments skipped), a .jsonl
-    or .csv file (one request a row; any request field as a key or column), or - for stdin.
-    The flags set default request fields; a row's own values win.
+    PROMPTS is a text file (one prompt a line; blank lines and # comments skipped), a JSON
+    Lines, CSV or TSV file (one request a row; any request field as a key or column, the
+    prompt in a 'prompt' column), or - for stdin. The format is read from the content, not
+    just the name: .jsonl/.csv/.tsv files are parsed as named (a CSV may use , ; tab or |),
+    anything else (stdin, .txt, .csv.txt, no suffix; a UTF-8 BOM is fine) is sniffed, and
+    input that could be read two ways is refused with the file, the line and the --format
+    to pass: a header row or a raw JSON line is never sent as a paid prompt. The flags set
+    default request fields; a row's own values win. Local media paths in the file (image_url,
+    ...) must lie in the file's own folder unless --allow-media-outside.
 
     Videos are downloaded as they complete, with manifest.jsonl describing every input. A
     journal in the folder makes reruns resume: known generations are polled again, missing
-    downloads fetched, and nothing is submitted twice. Ctrl-C stops submitting and exits
-    cleanly (press it again to quit at once).
+    downloads fetched, and nothing is submitted twice. Inputs are matched to the journal by
+    their request, never by line number, so after an edit (with --force) only new or
+    changed prompts are submitted. A folder made with --emulate never mixes with real
+    results (nor the other way round). A failed download fails only its input (the rerun
+    fetches it); a full disk stops submitting and never loses a generation id. Ctrl-C stops
+    submitting and exits cleanly (press it again to quit at once).
 
     \b
     Example:
@@ -352,6 +408,7 @@ def batch(prompts: str, **kwargs: Any) -> None:
         prompts=prompts,
         out=kwargs["out"],
         fmt=kwargs["fmt"],
+        allow_media_outside=kwargs["allow_media_outside"],
         model=model,
         defaults=fields,
         extra_body=extra,
@@ -393,7 +450,7 @@ def status(ids: Sequence[str], **kwargs: Any) -> None:
 @click.option("--wait", is_flag=True, help="Wait for the generation if it is still running.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.0, min_open=True),
+    type=FiniteFloat(min=0.0, min_open=True),
     default=1000.0,
     show_default=True,
     help="Seconds to wait with --wait.",

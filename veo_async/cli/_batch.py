@@ -17,6 +17,7 @@ next run); a second one cancels at once. Either way every journal write is a tra
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import math
@@ -54,7 +55,14 @@ from .._inputs import (
     redact_body,
     request_fingerprint,
 )
-from .._journal import Journal, JournalError, JournalRow, JournalState, write_manifest
+from .._journal import (
+    Journal,
+    JournalError,
+    JournalRow,
+    JournalState,
+    disk_problem,
+    write_manifest,
+)
 from .._models import Generation, VideoRequest
 from ._common import (
     EXIT_FAILED,
@@ -82,6 +90,7 @@ class BatchOptions:
     prompts: str
     out: Path
     fmt: Any = None
+    allow_media_outside: bool = False
     model: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
@@ -136,10 +145,49 @@ class Plan:
     """What this run will do, decided from the inputs and the journal."""
 
     inputs: list[ParsedInput]
-    submit: list[ParsedInput] = field(default_factory=list)
-    track: list[tuple[ParsedInput, str]] = field(default_factory=list)
+    submit: list[tuple[ParsedInput, int]] = field(default_factory=list)
+    """Inputs to submit, with their journal keys."""
+    track: list[tuple[ParsedInput, int, str]] = field(default_factory=list)
+    """Inputs with a known generation id to poll again: ``(input, key, id)``."""
+    lines: dict[int, int] = field(default_factory=dict)
+    """The input file's line of each journal key in this run."""
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+def _describe_target(target: str) -> str:
+    return "the emulator (--emulate)" if target == "emulate" else target
+
+
+def _has_results(row: JournalRow) -> bool:
+    """Whether a journal input holds anything a service made (an id, a file, maybe a charge)."""
+    if row.generation_id or row.previous_ids or row.file:
+        return True
+    return row.state not in (JournalState.PENDING, JournalState.REFUSED)
+
+
+def _check_target(journal: Journal, settings: Settings, options: BatchOptions) -> None:
+    """Refuse to mix results of two services (the emulator's samples are not real videos)."""
+    target = settings.target
+    stored = journal.get_meta("target")
+    if stored is None or stored == target:
+        return
+    if not any(_has_results(row) for row in journal.rows()):
+        return  # nothing was made there yet: nothing to mix up
+    if "emulate" in (stored, target):
+        raise CliError(
+            f"{options.out} holds results made by {_describe_target(stored)}, but this run "
+            f"talks to {_describe_target(target)}. Emulated videos are samples, not videos "
+            "of your prompts, so the two never share a folder. Use another --out folder "
+            f"(or delete {options.out} to start over); --force does not override this."
+        )
+    if not options.force:
+        raise CliError(
+            f"the generations in {options.out} were made on {stored}, but this run "
+            f"talks to {target}; their ids would not be found there. Run with the same "
+            "--base-url/--endpoint, use another --out folder, or pass --force if this is "
+            "the same service under another address."
+        )
 
 
 def _prepare(
@@ -160,42 +208,35 @@ def _prepare(
                 f"{options.out} already holds a batch made from different inputs "
                 f"(from {source}; {len(journal.rows())} inputs). Resuming it with "
                 f"{options.source} could mix them up. Use another --out folder, or pass "
-                "--force to continue with the new inputs (inputs already submitted keep "
-                "their generations; new or changed never-submitted lines are submitted)."
+                "--force to continue with the new inputs (inputs are matched by their "
+                "request, not their line: ones already submitted keep their generations, "
+                "new or changed ones are submitted)."
             )
         plan.notes.append(f"the inputs changed since the journal was made ({source}); --force")
-    target = settings.target
-    stored_target = journal.get_meta("target")
-    if stored_target is not None and stored_target != target:
-        open_ids = [
-            r
-            for r in journal.rows()
-            if r.generation_id and r.state in (JournalState.SUBMITTED, JournalState.COMPLETED)
+    _check_target(journal, settings, options)
+    keys = journal.match_inputs(
+        [
+            (item.line, redact_body(item.request.to_body()), body_hash(item.request))
+            for item in inputs
         ]
-        if open_ids and not options.force and stored_target != "emulate":
-            raise CliError(
-                f"the generations in {options.out} were made on {stored_target}, but this run "
-                f"talks to {target}; their ids would not be found there. Run with the same "
-                "--base-url/--endpoint (or --emulate), or pass --force."
-            )
-    recovered = journal.recover_interrupted()
-    for line in recovered:
-        plan.notes.append(
-            f"{options.source}:{line}: the previous run stopped while its create request was "
-            "in flight; it may or may not have been created (uncertain, not resubmitted)"
-        )
-    changed = journal.add_inputs(
-        (item.line, redact_body(item.request.to_body()), body_hash(item.request)) for item in inputs
     )
-    for line in changed:
+    plan.lines = {key: item.line for key, item in zip(keys, inputs, strict=True)}
+    for key in journal.recover_interrupted():
+        where = f"{options.source}:{plan.lines[key]}" if key in plan.lines else options.source
         plan.notes.append(
-            f"{options.source}:{line}: changed since it was submitted; kept the earlier "
-            "generation (use another --out folder to generate the new version)"
+            f"{where}: the previous run stopped while its create request was in flight; it "
+            "may or may not have been created (uncertain, not resubmitted)"
+        )
+    gone = [row for row in journal.rows() if row.line is None]
+    if gone:
+        plan.notes.append(
+            f"{len(gone)} input(s) of the journal are no longer in {options.source}; their "
+            "generations and files stay in the folder and the manifest (with no line)"
         )
     journal.set_meta("fingerprint", fingerprint)
     journal.set_meta("source", options.source)
-    journal.set_meta("target", target)
-    if plan.resumed and (stored_target or target) == "emulate":
+    journal.set_meta("target", settings.target)
+    if plan.resumed and settings.target == "emulate":
         # An in-process emulator dies with its process: ids from an earlier run cannot be
         # polled again. Emulated generations cost nothing, so make them again.
         for row in journal.rows():
@@ -205,34 +246,33 @@ def _prepare(
                 JournalState.UNCERTAIN,
             ):
                 journal.reset_for_resubmit(
-                    row.line, "the emulator of an earlier run is gone; resubmitting (free)"
+                    row.key, "the emulator of an earlier run is gone; resubmitting (free)"
                 )
     for row in journal.rows():
-        if row.state is not JournalState.DOWNLOADED:
+        if row.state is not JournalState.DOWNLOADED or row.line is None:
             continue
         problem = _check_file(journal.folder, row)
         if problem is not None:
-            journal.record_file_lost(row.line, problem)
+            journal.record_file_lost(row.key, problem)
             plan.notes.append(f"{options.source}:{row.line}: {problem}; downloading it again")
     removed = _remove_stale_parts(journal.folder)
     if removed:
         plan.notes.append(f"removed {removed} partial download(s) left by an interrupted run")
-    wanted = {item.line for item in inputs}
     for row in journal.rows():
-        if row.line not in wanted:
+        if row.line is None:
             continue
         if options.resubmit_uncertain and row.state is JournalState.UNCERTAIN:
-            journal.reset_for_resubmit(row.line, "--resubmit-uncertain")
+            journal.reset_for_resubmit(row.key, "--resubmit-uncertain")
         elif options.retry_failed and row.state is JournalState.FAILED:
-            journal.reset_for_resubmit(row.line, "--retry-failed")
-    rows = {row.line: row for row in journal.rows()}
-    for item in inputs:
-        row = rows[item.line]
+            journal.reset_for_resubmit(row.key, "--retry-failed")
+    rows = {row.key: row for row in journal.rows()}
+    for key, item in zip(keys, inputs, strict=True):
+        row = rows[key]
         if row.state in (JournalState.PENDING, JournalState.REFUSED):
-            plan.submit.append(item)
+            plan.submit.append((item, key))
         elif row.state in (JournalState.SUBMITTED, JournalState.COMPLETED):
             assert row.generation_id is not None
-            plan.track.append((item, row.generation_id))
+            plan.track.append((item, key, row.generation_id))
     return plan
 
 
@@ -269,6 +309,7 @@ def _check_file(folder: Path, row: JournalRow) -> str | None:
 
 @dataclass
 class _Download:
+    key: int
     line: int
     request: VideoRequest | None
     generation: Generation
@@ -295,6 +336,9 @@ class StopControl:
     def __init__(self) -> None:
         self.requested = False
         self.hard = False
+        self.reason: str | None = None
+        """Why the run stopped itself (not a signal), e.g. a full disk."""
+        self.task_group: anyio.abc.TaskGroup | None = None
         self.work_scope: anyio.CancelScope | None = None
         self.in_flight: set[int] = set()
         self._drained: anyio.Event | None = None
@@ -311,6 +355,16 @@ class StopControl:
             self._drained = anyio.Event()
             await self._drained.wait()
 
+    def stop_for(self, reason: str) -> None:
+        """Stop as on a first signal (no new creates; in-flight ones recorded), for ``reason``."""
+        if self.requested:
+            return
+        self.requested = True
+        self.reason = reason
+        echo_err(f"\nStopping: {reason}; no new submissions, recording the requests in flight...")
+        if self.task_group is not None:
+            self.task_group.start_soon(_drain_then_cancel, self)
+
     def cancel_work(self) -> None:
         """Cancel the batch and the downloads."""
         if self.work_scope is not None:
@@ -320,10 +374,17 @@ class StopControl:
 class JournalObserver(NullObserver):
     """Writes the journal from the engine's hooks and feeds the progress display."""
 
-    def __init__(self, journal: Journal, stop: StopControl, stats: RunStats) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        stop: StopControl,
+        stats: RunStats,
+        lines: dict[int, int] | None = None,
+    ) -> None:
         self.journal = journal
         self.stop = stop
         self.stats = stats
+        self.lines = lines or {}
         self.limiter = anyio.CapacityLimiter(1)
         self.on_change: Callable[[], None] = lambda: None
 
@@ -332,26 +393,41 @@ class JournalObserver(NullObserver):
 
     async def before_submit(self, index: int, item: BatchItem, request: VideoRequest) -> None:
         """Record the intent (committed, fsynced) before the create is sent."""
+        if self.journal.disk_full:
+            self.stop.stop_for(f"the disk holding {self.journal.folder} is full")
         if self.stop.requested:
             await anyio.sleep_forever()  # stopping: this input stays pending (never sent)
-        line = _line(item.key)
+        key = _key(item.key)
         self.stop.in_flight.add(index)
         try:
-            await self._call(self.journal.record_intent, line)
+            await self._call(self.journal.record_intent, key)
         except BaseException:
             self.stop.done(index)
             raise
 
     async def after_submit(self, index: int, item: BatchItem, generation: Generation) -> None:
-        """Record the generation id as soon as the create returns."""
+        """Record the generation id as soon as the create returns (before anything else).
+
+        If even that write fails (a full disk), the id is printed on stderr before the error
+        ends the run, so a generation that was paid for is never lost without a trace.
+        """
         try:
             await self._call(
                 self.journal.record_submitted,
-                _line(item.key),
+                _key(item.key),
                 generation.id,
                 str(generation.status),
             )
             self.stats.submitted += 1
+        except Exception as exc:
+            line = self.lines.get(_key(item.key), "?")
+            echo_err(
+                f"error: generation {generation.id} (input line {line}) was created and may be "
+                f"billed, but could not be recorded: {exc}. Keep this id: after fixing the "
+                f"problem, `veo-async download {generation.id}` fetches its video."
+            )
+            self.stop.requested = True
+            raise
         finally:
             self.stop.done(index)
 
@@ -376,20 +452,20 @@ class JournalObserver(NullObserver):
         self.on_change()
 
 
-def _line(key: object) -> int:
+def _key(key: object) -> int:
     if not isinstance(key, int):
-        raise TypeError(f"batch item key must be the input line number, got {key!r}")
+        raise TypeError(f"batch item key must be the input's journal key, got {key!r}")
     return key
 
 
 def _record_result(journal: Journal, result: BatchResult) -> None:
-    line = _line(result.key)
+    key = _key(result.key)
     error = result.error
     generation = result.generation
     gid = result.generation_id or (generation.id if generation is not None else None)
     if result.ok and generation is not None:
         journal.record_finished(
-            line,
+            key,
             generation_id=generation.id,
             status=str(generation.status),
             video_url=generation.video_url,
@@ -397,14 +473,14 @@ def _record_result(journal: Journal, result: BatchResult) -> None:
             error=None,
         )
     elif isinstance(error, CreateOutcomeUnknownError):
-        journal.record_uncertain(line, str(error))
+        journal.record_uncertain(key, str(error))
     elif gid is None:
-        journal.record_refused(line, str(error) if error is not None else "not submitted")
+        journal.record_refused(key, str(error) if error is not None else "not submitted")
     elif isinstance(error, GenerationFailedError) or (generation is not None and generation.failed):
         failed = error.generation if isinstance(error, GenerationFailedError) else generation
         assert failed is not None
         journal.record_finished(
-            line,
+            key,
             generation_id=gid,
             status=str(failed.status),
             video_url=None,
@@ -413,7 +489,7 @@ def _record_result(journal: Journal, result: BatchResult) -> None:
         )
     elif isinstance(error, NotFoundError):
         journal.record_finished(
-            line,
+            key,
             generation_id=gid,
             status=None,
             video_url=None,
@@ -422,7 +498,7 @@ def _record_result(journal: Journal, result: BatchResult) -> None:
         )
     else:
         journal.record_still_running(
-            line, gid, str(error) if error is not None else "did not finish in this run"
+            key, gid, str(error) if error is not None else "did not finish in this run"
         )
 
 
@@ -553,6 +629,19 @@ async def _drain_then_cancel(stop: StopControl) -> None:
     stop.cancel_work()
 
 
+def _download_error(exc: Exception, folder: Path) -> str:
+    """One line for a failed download (a full disk names the disk)."""
+    if isinstance(exc, OSError) or isinstance(exc.__cause__, OSError):
+        os_error = exc if isinstance(exc, OSError) else exc.__cause__
+        assert isinstance(os_error, OSError)
+        if os_error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"download: {disk_problem(folder, os_error)}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, VeoError):
+        return f"download: {text or type(exc).__name__}"
+    return f"download: {type(exc).__name__}: {text}" if text else f"download: {type(exc).__name__}"
+
+
 async def _download_worker(
     receive: MemoryObjectReceiveStream[_Download],
     client: AsyncVeoClient,
@@ -569,15 +658,21 @@ async def _download_worker(
                 # a download of this very video that the journal did not record (a crash
                 # between the rename and the commit): replacing it is safe.
                 video = await client.download(job.generation, journal.folder / name, overwrite=True)
-            except (VeoError, OSError) as exc:
+            except Exception as exc:
+                # Any failure of one download (a typed DownloadError, a full disk, or anything
+                # unexpected from the transport) is this job's failure: recorded, the batch
+                # goes on, and the next run downloads it again. Cancellation is not an
+                # Exception and passes through.
                 stats.download_failed += 1
-                await observer._call(journal.record_download_failed, job.line, f"download: {exc}")
+                await observer._call(
+                    journal.record_download_failed, job.key, _download_error(exc, journal.folder)
+                )
             else:
                 stats.downloaded += 1
                 await observer._call(
                     functools.partial(
                         journal.record_downloaded,
-                        job.line,
+                        job.key,
                         file=name,
                         sha256=video.sha256,
                         size=video.size,
@@ -594,12 +689,11 @@ async def _execute(
     stats: RunStats,
 ) -> None:
     stop = StopControl()
-    observer = JournalObserver(journal, stop, stats)
+    observer = JournalObserver(journal, stop, stats, plan.lines)
     items: list[BatchItem] = [
-        BatchItem(request=item.request, generation_id=gid, key=item.line)
-        for item, gid in plan.track
+        BatchItem(request=item.request, generation_id=gid, key=key) for item, key, gid in plan.track
     ]
-    items += [BatchItem(request=item.request, key=item.line) for item in plan.submit]
+    items += [BatchItem(request=item.request, key=key) for item, key in plan.submit]
     display = _Display(stats, len(items), live=stderr_is_tty(), interval=options.progress_interval)
     observer.on_change = display.refresh
     send, receive = anyio.create_memory_object_stream[_Download](math.inf)
@@ -613,6 +707,7 @@ async def _execute(
     )
     with display:
         async with anyio.create_task_group() as outer:
+            stop.task_group = outer
             outer.start_soon(_watch_signals, stop, outer, options.source)
             outer.start_soon(display.run)
             with anyio.CancelScope() as work:
@@ -626,27 +721,29 @@ async def _execute(
                     async with send, batch:
                         async for result in batch:
                             if result.ok and result.generation is not None:
-                                line = _line(result.key)
-                                job = _Download(line, result.request, result.generation)
+                                key = _key(result.key)
+                                job = _Download(
+                                    key, plan.lines[key], result.request, result.generation
+                                )
                                 send.send_nowait(job)
-            stats.stop_reason = batch.stop_reason
+            stats.stop_reason = stop.reason or batch.stop_reason
             # Inputs whose intent was written but whose create was never sent (cancelled in
             # before_submit) are not uncertain: put them back. Creates still unanswered when
             # the engine's grace ran out are uncertain now rather than at the next start.
             with anyio.CancelScope(shield=True):
                 for _, item in batch.unsubmitted():
-                    await observer._call(journal.record_not_sent, _line(item.key))
+                    await observer._call(journal.record_not_sent, _key(item.key))
                 for _, item in batch.uncertain():
-                    row = await observer._call(journal.row, _line(item.key))
+                    row = await observer._call(journal.row, _key(item.key))
                     if row is not None and row.state is JournalState.SUBMITTING:
                         await observer._call(
                             journal.record_uncertain,
-                            row.line,
+                            row.key,
                             "the run stopped before the create request was answered; it may "
                             "or may not have started a billed generation",
                         )
             outer.cancel_scope.cancel()
-    stats.interrupted = stop.requested
+    stats.interrupted = stop.requested and stop.reason is None
     stats.hard_stop = stop.hard
 
 
@@ -656,8 +753,8 @@ async def _execute(
 def _summary(
     journal: Journal, plan: Plan, options: BatchOptions, stats: RunStats
 ) -> tuple[int, dict[str, Any], list[str]]:
-    wanted = {item.line for item in plan.inputs}
-    rows = [r for r in journal.rows() if r.line in wanted]
+    wanted = set(plan.lines)
+    rows = [r for r in journal.rows() if r.key in wanted]
     states = Counter(r.state.value for r in rows)
     credits = sum(r.credits or 0 for r in rows)
     problems: list[dict[str, Any]] = []
@@ -755,6 +852,7 @@ async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
                 defaults=defaults,
                 extra_body=options.extra_body or None,
                 fmt=options.fmt,
+                allow_media_outside=options.allow_media_outside,
             )
         )
     except InputError as exc:
@@ -792,15 +890,24 @@ async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
                     f"resuming the batch in {options.out}: {len(plan.track)} to poll again, "
                     f"{len(plan.submit)} to submit"
                 )
+            failure: BaseException | None = None
             try:
                 if plan.track or plan.submit:
                     await _execute(client, journal, plan, options, stats)
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 with anyio.CancelScope(shield=True):
-                    rows = await anyio.to_thread.run_sync(journal.rows)
-                    await anyio.to_thread.run_sync(
-                        write_manifest, options.out / MANIFEST_NAME, rows
-                    )
+                    try:
+                        rows = await anyio.to_thread.run_sync(journal.rows)
+                        await anyio.to_thread.run_sync(
+                            write_manifest, options.out / MANIFEST_NAME, rows
+                        )
+                    except JournalError as exc:
+                        if failure is None:
+                            raise
+                        echo_err(f"error: {exc}")  # the run's own error follows
             code, doc, lines = await anyio.to_thread.run_sync(
                 _summary, journal, plan, options, stats
             )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "CliError",
+    "FiniteFloat",
     "Settings",
     "common_options",
     "echo_err",
@@ -39,6 +42,19 @@ EXIT_INTERRUPTED = 130
 DEFAULT_EMULATE_TIME_SCALE = 0.02
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``FloatRange`` that also refuses ``nan`` and ``inf`` (a one-line usage error)."""
+
+    name = "float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Convert like ``FloatRange``; a NaN or infinite value fails."""
+        number = super().convert(value, param, ctx)
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 class CliError(Exception):
@@ -101,7 +117,7 @@ def common_options(func: _F) -> _F:
         ),
         click.option(
             "--time-scale",
-            type=click.FloatRange(min=0.0, min_open=True),
+            type=FiniteFloat(min=0.0, min_open=True),
             help=(
                 "Emulator speed in wall seconds per simulated second (with --emulate, default "
                 f"{DEFAULT_EMULATE_TIME_SCALE}); with --base-url pointing at an emulator, "
@@ -141,9 +157,28 @@ _NO_KEY = (
 )
 
 
+def _warn_if_shared(path: Path) -> None:
+    """Warn on stderr when the key file can be read by its group or by others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading it reports the problem
+    if os.name == "posix" and mode & (stat.S_IRGRP | stat.S_IROTH):
+        who = " and ".join(
+            w
+            for w, bit in (("its group", stat.S_IRGRP), ("other users", stat.S_IROTH))
+            if mode & bit
+        )
+        echo_err(
+            f"warning: the API key file {path} can be read by {who} "
+            f"(mode {stat.S_IMODE(mode):04o}); restrict it with: chmod 600 {path}"
+        )
+
+
 def read_api_key(api_key_file: Path | None) -> str:
     """The API key from ``--api-key-file`` or ``AIMLAPI_KEY``; never echoed in messages."""
     if api_key_file is not None:
+        _warn_if_shared(api_key_file)
         try:
             key = api_key_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
