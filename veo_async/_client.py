@@ -135,18 +135,6 @@ def _aiohttp_connector_error(exc: BaseException) -> bool:
     )
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or id(item) in seen or len(seen) > 32:
-            continue
-        seen.add(id(item))
-        yield item
-        todo += [item.__cause__, item.__context__]
-
-
 def _current_loop() -> object | None:
     """The running event loop (asyncio) or run (trio), or ``None`` outside one."""
     import asyncio
@@ -634,6 +622,14 @@ class AsyncVeoClient:
         declared = response.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > cap:
             raise self._too_large(response, method, url, f"announced {declared} bytes")
+        try:
+            loaded = response.content  # a transport may hand back a body already read
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(loaded) > cap:
+                raise self._too_large(response, method, url, f"a body of {len(loaded)} bytes")
+            return loaded
         decoder = response._get_content_decoder()
         body = bytearray()
         raw = response.aiter_raw()
@@ -662,8 +658,8 @@ class AsyncVeoClient:
         )
 
     def _classify(self, exc: Exception, method: str, url: httpx.URL) -> VeoError:
-        """Map any non-SDK exception from one exchange to a typed error (the cause is kept
-        unless its text carries a secret)."""
+        """Map any non-SDK exception from one exchange to a typed error (with its redacted
+        text, not chained)."""
         error: VeoError
         if isinstance(exc, httpx.TransportError):
             error = self._connection_error(exc, method, url)
@@ -687,19 +683,18 @@ class AsyncVeoClient:
                     method=method,
                     url=str(url.copy_with(query=None)),
                 )
-        secrets = self._secrets()
-        if all(redact(str(e), secrets) == str(e) for e in _chain(exc)):
-            error.__cause__ = exc
-        else:
-            error.__cause__ = None
-            error.__suppress_context__ = True
+        # The low-level exception is not chained: its frames' locals hold the request headers
+        # (the key) and its text may quote whatever the server sent. Its type and redacted
+        # text are in the message instead.
+        error.__cause__ = None
+        error.__suppress_context__ = True
         return error
 
     def _connection_error(self, exc: httpx.TransportError, method: str, url: httpx.URL) -> VeoError:
         not_sent = _request_not_sent(exc)
         cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
         what = type(exc).__name__
-        detail = str(exc)[:200] or what
+        detail = redact(str(exc)[:200], self._secrets()) or what
         phase = (
             "before the request was sent" if not_sent else "after the request may have been sent"
         )
