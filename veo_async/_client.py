@@ -16,11 +16,14 @@ For a create, anything that cannot be proven to have happened before sending the
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
 import os
 import random
+import sys
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -137,9 +140,6 @@ def _aiohttp_connector_error(exc: BaseException) -> bool:
 
 def _current_loop() -> object | None:
     """The running event loop (asyncio) or run (trio), or ``None`` outside one."""
-    import asyncio
-    import sys
-
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -238,8 +238,6 @@ def _redact_logs(secret: str) -> None:
 
 
 def _running_on_asyncio() -> bool:
-    import asyncio
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -439,8 +437,6 @@ class AsyncVeoClient:
         """The HTTP client, checked against the running loop (async entry points use this)."""
         http = self._ensure_http()
         if self._guard is None and self._user_http is None and self._loop is not None:
-            import weakref
-
             self._guard = _loop_guard(weakref.ref(self), http)
             await self._guard.__anext__()
         return http

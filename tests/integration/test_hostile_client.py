@@ -348,24 +348,36 @@ async def test_echoed_key_in_a_malformed_reply_is_redacted(
 # ---------------------------------------------------------------- one loop per client
 
 
-def test_second_event_loop_is_a_clear_error() -> None:
-    """A client used under a second asyncio.run raises RuntimeError and leaves no session open."""
+@pytest.mark.parametrize("runner", ["asyncio-httpx", "asyncio-aiohttp", "trio-httpx"])
+def test_second_event_loop_is_a_clear_error(runner: str) -> None:
+    """A client used under a second event loop raises RuntimeError and leaves no session open."""
     import asyncio
+
+    import trio
 
     def script(req: Recorded) -> Reply:
         return Reply.json(generation("g1", "generating"))
 
+    backend, transport = runner.split("-")
+
+    def run(func: Callable[[], Any]) -> Any:
+        return asyncio.run(func()) if backend == "asyncio" else trio.run(func)
+
     with HostileServer(script) as server:
-        for fast in (False, True):
-            client = AsyncVeoClient(KEY, base_url=server.url, fast_transport=fast)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                assert asyncio.run(client.get("g1")).id == "g1"
-                with pytest.raises(RuntimeError, match="another event loop"):
-                    asyncio.run(client.get("g1"))
-                del client
-                gc.collect()
-            assert [str(w.message) for w in caught] == []
+        clients = [AsyncVeoClient(KEY, base_url=server.url, fast_transport=transport == "aiohttp")]
+
+        async def poll() -> str:
+            return (await clients[0].get("g1")).id
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert run(poll) == "g1"
+            with pytest.raises(RuntimeError, match="another event loop"):
+                run(poll)
+            clients.clear()
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+        assert server.count("GET") == 1
 
 
 # ---------------------------------------------------------------- sync facade at exit (item 7)
