@@ -574,8 +574,11 @@ class AsyncVeoClient:
         """One exchange: send, read (capped), parse, within ``request_deadline``.
 
         The single classification point of the API boundary: it returns a parsed generation
-        or raises a redacted :class:`VeoError`, nothing else (cancellation passes through).
+        or raises a redacted :class:`VeoError`, nothing else (cancellation passes through; a
+        closed client or a body that cannot be encoded raise before anything is sent).
         """
+        if http.is_closed:  # (closed mid-retry): nothing is sent, so nothing is uncertain
+            raise RuntimeError("this AsyncVeoClient (or its HTTP client) is closed")
         request = http.build_request(
             method,
             url,
