@@ -718,3 +718,14 @@ async def test_empty_generation_id_is_a_typed_error(
     with pytest.raises(ValueError, match="generation id"):
         await client.wait("   ")
     assert not route.called
+
+
+def test_boundary_limits_are_validated() -> None:
+    """request_deadline and max_response_bytes must be positive (None disables the deadline)."""
+    with pytest.raises(ConfigurationError, match="request_deadline"):
+        AsyncVeoClient(KEY, base_url=BASE, request_deadline=0)
+    with pytest.raises(ConfigurationError, match="max_response_bytes"):
+        AsyncVeoClient(KEY, base_url=BASE, max_response_bytes=0)
+    client = AsyncVeoClient(KEY, base_url=BASE, request_deadline=None)
+    assert client.request_deadline is None
+    assert client.max_response_bytes == 1024 * 1024

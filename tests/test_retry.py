@@ -74,10 +74,19 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
 
 
 def test_retry_after_wins_and_is_capped() -> None:
-    """A server Retry-After is honoured as given, capped by max_retry_after."""
+    """A server Retry-After longer than the backoff is honoured, capped by max_retry_after."""
     cfg = RetryConfig(max_retry_after=60)
     assert backoff_delay(1, cfg, retry_after=7.5) == 7.5
     assert backoff_delay(1, cfg, retry_after=3600) == 60
+
+
+@pytest.mark.parametrize("retry_after", [0.0, -5.0, 0.001])
+def test_retry_after_is_floored_at_the_computed_backoff(retry_after: float) -> None:
+    """Retry-After 0, negative or tiny is not 'retry now': the computed backoff is the floor."""
+    cfg = RetryConfig(initial_backoff=1, max_backoff=10)
+    for attempt, full in [(1, 1), (3, 4), (9, 10)]:
+        d = backoff_delay(attempt, cfg, retry_after=retry_after, rng=random.Random(2))
+        assert full / 2 <= d <= full
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@
 * ``safe_filename`` never yields a path separator, a dot-file, a traversal or an odd character.
 * ``parse_retry_after`` never raises and never returns a negative, NaN or infinite delay.
 * Mappings of request fields (as batch inputs) validate or raise a typed error naming fields.
+* A key or ``Bearer`` value a server echoes anywhere in an error reply is redacted.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from hypothesis import strategies as st
 
 from veo_async import AsyncVeoClient, Generation, RequestValidationError, VeoError
 from veo_async._download import safe_filename
+from veo_async._exceptions import redact, scrub_error
 from veo_async._models import coerce_request
 from veo_async._retry import parse_retry_after
 
 KEY = "sk-unit-secret-5e1f"
+ECHO_KEY = "sk-echo-0123456789abcdef"
 CLIENT = AsyncVeoClient(KEY, base_url="https://api.test")
 REQUEST = httpx.Request("GET", "https://api.test/v2/video/generations")
 
@@ -126,3 +129,41 @@ def test_batch_input_mappings_validate_or_name_the_field(mapping: dict[str, Any]
         return
     body = request.to_body()
     assert body["prompt"] == mapping["prompt"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    status=st.sampled_from([200, 400, 401, 403, 404, 429, 500, 502]),
+    body=json_values,
+    prefix=st.text(max_size=5),
+    bearer=st.booleans(),
+)
+def test_echoed_secrets_are_redacted_from_any_error(
+    status: int, body: Any, prefix: str, bearer: bool
+) -> None:
+    """A key or Bearer token echoed anywhere in a reply is in no scrubbed error attribute."""
+    secret = f"Bearer {ECHO_KEY}" if bearer else ECHO_KEY
+    echoed = {"message": prefix + secret, "nested": [body, {secret: secret}], "requestId": secret}
+    response = httpx.Response(
+        status,
+        content=json.dumps(echoed).encode(),
+        headers={"x-request-id": secret, "location": secret},
+        request=REQUEST,
+    )
+    try:
+        CLIENT._parse(response, "GET")
+    except VeoError as exc:
+        error = scrub_error(exc, [ECHO_KEY])
+        text = repr((str(error), repr(error), vars(error), error.args))
+        assert ECHO_KEY not in text
+        return
+    assert 200 <= status < 300
+
+
+def test_redact_leaves_short_keys_and_plain_text_alone() -> None:
+    """Short secrets are not searched as text (they would match words); Bearer values always go."""
+    assert redact("a key of k", ["k"]) == "a key of k"
+    assert redact("auth: Bearer abc.def", []) == "auth: Bearer [redacted]"
+    assert redact({"bearer%20xyz": ("Bearer  t",)}, []) == {
+        "bearer [redacted]": ("Bearer [redacted]",)
+    }

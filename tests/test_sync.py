@@ -70,3 +70,22 @@ def test_closed_client_refuses(server: EmulatorServer) -> None:
     client.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"), no_waiting():
         client.get("x")
+
+
+def test_sync_batch_reports_uncertain_and_stop_reason() -> None:
+    """SyncBatch exposes uncertain() and stop_reason like Batch: nothing is lost or resent."""
+    from tests.hostile import HostileServer, Recorded, Reply, broken_gzip, generation
+
+    def script(req: Recorded) -> Reply:
+        if req.json()["prompt"] == "refused":
+            return Reply.json({"message": "out of credits"}, status=403)
+        return broken_gzip(generation("g1"))
+
+    with HostileServer(script) as server:
+        with VeoClient("sync-key", base_url=server.url, time_scale=0.001) as client:
+            with client.batch(["a", "b", "refused", "c"], max_concurrency=1) as batch:
+                results = list(batch)
+            assert {i for i, _ in batch.uncertain()} == {0, 1}
+            assert batch.stop_reason == "permission_denied"
+            assert {r.index for r in results} >= {0, 1}
+        assert server.count("POST") == 3

@@ -3,16 +3,28 @@
 One client wraps one ``httpx.AsyncClient``. The API key is added per API request (never set on
 the shared HTTP client), so it cannot travel with a download to the video CDN, and API requests
 never follow redirects, so it cannot travel to another host either.
+
+Every API request goes through one boundary, :meth:`AsyncVeoClient._attempt`: send, read the
+body (streamed, at most ``max_response_bytes``), parse, all under one wall-clock
+``request_deadline``. Whatever goes wrong in there (a transport error, a body that fails to
+decode, JSON too deep to parse, a malformed reply the aiohttp transport raises its own exception
+for, the deadline, the size cap, a 2xx without an id) comes out as a typed :class:`VeoError`
+with every server-provided string redacted, never as a raw httpx/aiohttp/``RecursionError``.
+For a create, anything that cannot be proven to have happened before sending then becomes
+:class:`CreateOutcomeUnknownError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+import sys
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -40,6 +52,8 @@ from ._exceptions import (
     ServerError,
     VeoError,
     WaitTimeoutError,
+    redact,
+    scrub_error,
 )
 from ._models import Generation, GenerationStatus, VideoRequest, build_request
 from ._polling import PollPolicy
@@ -63,6 +77,12 @@ ENDPOINTS: Mapping[str, str] = {
 }
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
+#: Wall-clock seconds for one API request: connect, send, the whole body, parse.
+DEFAULT_REQUEST_DEADLINE = 60.0
+#: Largest API (JSON) reply body read, after decoding; a status reply is well under 64 KiB.
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+#: Seconds a response gets to close after a failure (it is abandoned after that).
+_CLOSE_GRACE = 2.0
 _STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -111,9 +131,113 @@ def _request_not_sent(exc: httpx.TransportError) -> bool:
     return True
 
 
-def _running_on_asyncio() -> bool:
-    import asyncio
+def _aiohttp_connector_error(exc: BaseException) -> bool:
+    """True for an aiohttp error raised while connecting (nothing was written)."""
+    return type(exc).__module__.split(".")[0] == "aiohttp" and any(
+        c.__name__ == "ClientConnectorError" for c in type(exc).__mro__
+    )
 
+
+def _current_loop() -> object | None:
+    """The running event loop (asyncio) or run (trio), or ``None`` outside one."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            token: object = trio.lowlevel.current_trio_token()
+            return token
+        except RuntimeError:
+            return None
+    return None
+
+
+async def _loop_guard(client_ref: Callable[[], AsyncVeoClient | None], http: Any) -> Any:
+    """Close ``http`` when its event loop shuts down (asyncio.run / trio.run finalize it).
+
+    An async generator parked at ``yield``: the loop's async-generator finalizer runs the
+    ``finally`` at loop shutdown, while the loop can still close connections cleanly.
+    """
+    try:
+        yield
+    finally:
+        client = client_ref()
+        if client is None or client._http is http:  # (gone, or still open: ours to close)
+            if client is not None:
+                client._http = None
+                client._loop_ended = True
+            with anyio.CancelScope(shield=True):
+                await http.aclose()
+
+
+async def _close_response(response: httpx.Response) -> None:
+    """Close a (possibly half-read) response, shielded and bounded, never raising."""
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + _CLOSE_GRACE
+        try:
+            await response.aclose()
+        except Exception:  # the reply is abandoned either way
+            logger.debug("closing an API response failed", exc_info=True)
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    """Finish a closed response's byte iterator (it ends or raises at once), shielded."""
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + _CLOSE_GRACE
+        try:
+            async for _ in stream:
+                pass
+        except Exception:  # a closed stream raises a read error: that is the point
+            pass
+
+
+#: Loggers of the HTTP stack that log response lines and headers verbatim at DEBUG.
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.connection",
+    "aiohttp.client",
+)
+
+
+class _RedactingFilter(logging.Filter):
+    """Scrubs the keys of this process's clients and any ``Bearer`` value from log records.
+
+    Installed on the HTTP stack's loggers, so a server that echoes the key in a header does not
+    put it into httpcore's DEBUG lines either.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("veo_async.redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken record is the logging module's business
+            return True
+        clean = redact(text, self.secrets)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+
+
+def _redact_logs(secret: str) -> None:
+    if secret not in _LOG_FILTER.secrets:
+        _LOG_FILTER.secrets.add(secret)
+    for name in _HTTP_LOGGERS:
+        target = logging.getLogger(name)
+        if _LOG_FILTER not in target.filters:
+            target.addFilter(_LOG_FILTER)
+
+
+def _running_on_asyncio() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -155,6 +279,16 @@ class AsyncVeoClient:
       (``pip install 'veo-async[fast]'``) and running on asyncio; ``None`` means "when
       available", ``False`` never.
     * ``max_download_bytes``: the size cap for downloads.
+    * ``request_deadline``: wall-clock seconds for one API request, from sending to the parsed
+      body (default 60; ``None`` disables it). ``timeout`` limits each read; this limits the
+      whole exchange, so a reply trickled a byte at a time still ends. A create whose deadline
+      expires is of unknown outcome; a poll is retried.
+    * ``max_response_bytes``: the largest API reply body read (default 1 MiB, after decoding);
+      a longer one is an :class:`~veo_async.InvalidResponseError` (for a create: of unknown
+      outcome) and is not read further.
+
+    One client belongs to one event loop: it is bound to the loop it is first used on, closes
+    its connections when that loop shuts down, and raises ``RuntimeError`` if used on another.
     """
 
     def __init__(
@@ -173,6 +307,8 @@ class AsyncVeoClient:
         fast_transport: bool | None = None,
         allow_insecure_http: bool = False,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("AIMLAPI_KEY")
         if key is None:
@@ -182,6 +318,7 @@ class AsyncVeoClient:
                 "veo_async.testing / `veo-async --emulate ...`)"
             )
         self._api_key = SecretStr(_check_key(key))
+        _redact_logs(self._api_key.get_secret_value())
         raw_url = base_url if base_url is not None else os.environ.get("AIMLAPI_BASE_URL")
         url = httpx.URL(str(raw_url or DEFAULT_BASE_URL).rstrip("/"))
         if url.scheme not in {"http", "https"} or not url.host:
@@ -199,6 +336,14 @@ class AsyncVeoClient:
             )
         if max_download_bytes <= 0:
             raise ConfigurationError("max_download_bytes must be positive")
+        if request_deadline is not None and not request_deadline > 0:
+            raise ConfigurationError(
+                f"request_deadline must be positive seconds or None, got {request_deadline!r}"
+            )
+        if max_response_bytes <= 0:
+            raise ConfigurationError("max_response_bytes must be positive")
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
         self.base_url = url
         self.endpoint: Endpoint = endpoint
         self.path = ENDPOINTS[endpoint]
@@ -230,6 +375,9 @@ class AsyncVeoClient:
         self._fast_transport = fast_transport
         self._rng = random.Random()
         self._closed = False
+        self._loop: object | None = None
+        self._loop_ended = False
+        self._guard: Any = None
         #: Which transport is in use: "user", "httpx" or "aiohttp" (set on first use).
         self.transport_name: str | None = "user" if http_client is not None else None
 
@@ -244,7 +392,7 @@ class AsyncVeoClient:
         )
 
     async def __aenter__(self) -> AsyncVeoClient:
-        self._ensure_http()
+        await self._http_here()
         return self
 
     async def __aexit__(
@@ -258,14 +406,45 @@ class AsyncVeoClient:
     async def aclose(self) -> None:
         """Close the HTTP client this object created (a user-supplied one is left open)."""
         self._closed = True
+        guard, self._guard = self._guard, None
         if self._http is not None and self._user_http is None:
             http, self._http = self._http, None
             with anyio.CancelScope(shield=True):
+                if guard is not None and self._loop is _current_loop():
+                    await guard.aclose()  # (its finally sees the client closed: no-op)
                 await http.aclose()
+
+    def _check_loop(self) -> None:
+        loop = _current_loop()
+        if loop is None or self._user_http is not None:
+            return
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            ended = (
+                " (that loop has ended; its connections were closed with it)"
+                if self._loop_ended
+                else ""
+            )
+            raise RuntimeError(
+                "this AsyncVeoClient was first used on another event loop"
+                f"{ended}, and its HTTP connections belong to that loop; create one client per "
+                "event loop, e.g. inside the function you pass to asyncio.run(), or use "
+                "VeoClient for blocking code"
+            )
+
+    async def _http_here(self) -> httpx.AsyncClient:
+        """The HTTP client, checked against the running loop (async entry points use this)."""
+        http = self._ensure_http()
+        if self._guard is None and self._user_http is None and self._loop is not None:
+            self._guard = _loop_guard(weakref.ref(self), http)
+            await self._guard.__anext__()
+        return http
 
     def _ensure_http(self) -> httpx.AsyncClient:
         if self._closed:
             raise RuntimeError("this AsyncVeoClient is closed")
+        self._check_loop()
         if self._http is None:
             transport: httpx.AsyncBaseTransport | None = None
             self.transport_name = "httpx"
@@ -309,7 +488,7 @@ class AsyncVeoClient:
         request_model: VideoRequest | None = None,
     ) -> Generation:
         """Send one API request with retries; parse the body into a ``Generation``."""
-        http = self._ensure_http()
+        http = await self._http_here()
         url = self._api_url
         key = self._api_url_for
         if url is None or key is None or key[0] is not self.base_url or key[1] is not self.path:
@@ -323,21 +502,9 @@ class AsyncVeoClient:
             sent_at = await self.governor.acquire()
             started = _timing.monotonic()
             try:
-                response = await http.request(
-                    method,
-                    url,
-                    json=json_body,
-                    params=params,
-                    headers=self._auth_headers(),
-                    timeout=self.timeout,
-                    follow_redirects=False,
+                status_code, generation = await self._attempt(
+                    http, method, url, json_body=json_body, params=params
                 )
-                try:
-                    generation = self._parse(response, method)
-                finally:
-                    await response.aclose()
-            except httpx.TransportError as exc:
-                error: VeoError = self._connection_error(exc, method, url)
             except VeoError as exc:
                 error = exc
             else:
@@ -346,7 +513,7 @@ class AsyncVeoClient:
                     "%s %s -> %s %s (%.3f s)",
                     method,
                     self.path,
-                    response.status_code,
+                    status_code,
                     generation.status,
                     _timing.monotonic() - started,
                 )
@@ -370,10 +537,21 @@ class AsyncVeoClient:
                 rate_limited += 1
                 if rate_limited > max(self.retry.max_attempts, 1) * 4:
                     raise error
-                if error.retry_after is not None:  # the server's own clock: as given
-                    delay = backoff_delay(rate_limited, self.retry, retry_after=error.retry_after)
-                else:
-                    delay = backoff_delay(rate_limited, self.retry, rng=self._rng) * self.time_scale
+                wait = error.retry_after
+                if wait is not None and wait > self.retry.max_retry_after:
+                    # a quota, not a pause: stalling every request for hours helps nobody
+                    error.message = (
+                        f"{error.message}; the server asks to wait {wait:.0f} s, longer than "
+                        f"RetryConfig.max_retry_after ({self.retry.max_retry_after:g} s), so "
+                        "the request was not retried"
+                    )
+                    error.args = (error.message,)
+                    raise error
+                # the computed backoff is the floor: Retry-After 0, negative or a past date
+                # is not "retry now, forever"; a longer server wait is used as given
+                delay = backoff_delay(rate_limited, self.retry, rng=self._rng) * self.time_scale
+                if wait is not None:
+                    delay = max(delay, wait)
                 self.governor.on_rate_limited(delay, sent_at=sent_at)
                 attempt -= 1  # waiting out a rate limit does not use up an attempt
                 continue
@@ -381,11 +559,141 @@ class AsyncVeoClient:
                 raise error
             await _timing.sleep(backoff_delay(attempt, self.retry, rng=self._rng) * self.time_scale)
 
+    def _secrets(self) -> tuple[str]:
+        return (self._api_key.get_secret_value(),)
+
+    async def _attempt(
+        self,
+        http: httpx.AsyncClient,
+        method: str,
+        url: httpx.URL,
+        *,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, Generation]:
+        """One exchange: send, read (capped), parse, within ``request_deadline``.
+
+        The single classification point of the API boundary: it returns a parsed generation
+        or raises a redacted :class:`VeoError`, nothing else (cancellation passes through; a
+        closed client or a body that cannot be encoded raise before anything is sent).
+        """
+        if http.is_closed:  # (closed mid-retry): nothing is sent, so nothing is uncertain
+            raise RuntimeError("this AsyncVeoClient (or its HTTP client) is closed")
+        request = http.build_request(
+            method,
+            url,
+            json=json_body,
+            params=params,
+            headers=self._auth_headers(),
+            timeout=self.timeout,
+        )
+        error: VeoError
+        try:
+            with anyio.move_on_after(self.request_deadline) as scope:
+                response = await http.send(request, stream=True, follow_redirects=False)
+                try:
+                    content = await self._read_body(response, method, url)
+                finally:
+                    await _close_response(response)
+                return response.status_code, self._parse(response, method, content)
+            assert scope.cancelled_caught
+            error = APITimeoutError(
+                f"{method} {url.path}: no complete reply within request_deadline="
+                f"{self.request_deadline:g} s (the request may have been sent)",
+                request_sent=True,
+                method=method,
+                url=str(url),
+            )
+        except VeoError as exc:
+            error = exc
+        except Exception as exc:  # the boundary: every failure becomes typed
+            error = self._classify(exc, method, url)
+        raise scrub_error(error, self._secrets())
+
+    async def _read_body(self, response: httpx.Response, method: str, url: httpx.URL) -> bytes:
+        """The decoded body, refusing (and not reading) more than ``max_response_bytes``.
+
+        Reads raw bytes and decodes them here, so that a decoding error or the cap stops the
+        read in this frame; the half-read stream is then closed and drained, leaving no
+        suspended async generator behind (trio warns about those).
+        """
+        cap = self.max_response_bytes
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(response, method, url, f"announced {declared} bytes")
+        try:
+            loaded = response.content  # a transport may hand back a body already read
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(loaded) > cap:
+                raise self._too_large(response, method, url, f"a body of {len(loaded)} bytes")
+            return loaded
+        decoder = response._get_content_decoder()
+        body = bytearray()
+        raw = response.aiter_raw()
+        try:
+            async for chunk in raw:
+                body += decoder.decode(chunk)
+                if len(body) > cap:
+                    raise self._too_large(response, method, url, "the body went on")
+            body += decoder.flush()
+        except BaseException:
+            await _close_response(response)
+            await _drain(raw)
+            raise
+        return bytes(body)
+
+    def _too_large(
+        self, response: httpx.Response, method: str, url: httpx.URL, what: str
+    ) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"{method} {url.path} -> {response.status_code}: {what}, more than "
+            f"max_response_bytes={self.max_response_bytes}; the reply was not read",
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+            method=method,
+            url=url.path,
+        )
+
+    def _classify(self, exc: Exception, method: str, url: httpx.URL) -> VeoError:
+        """Map any non-SDK exception from one exchange to a typed error (with its redacted
+        text, not chained)."""
+        error: VeoError
+        if isinstance(exc, httpx.TransportError):
+            error = self._connection_error(exc, method, url)
+        else:
+            what = type(exc).__name__
+            detail = redact(str(exc)[:200], self._secrets()) or what
+            if isinstance(exc, (httpx.DecodingError, ValueError, RecursionError, MemoryError)):
+                error = InvalidResponseError(
+                    f"{method} {url.path}: the reply could not be decoded or parsed "
+                    f"({what}: {detail})",
+                    method=method,
+                    url=url.path,
+                )
+            else:
+                # e.g. aiohttp's own errors for a malformed status line, header or chunk
+                not_sent = _aiohttp_connector_error(exc)
+                phase = "before the request was sent" if not_sent else "reading the reply"
+                error = APIConnectionError(
+                    f"{method} {url.path}: {what} {phase}: {detail}",
+                    request_sent=not not_sent,
+                    method=method,
+                    url=str(url.copy_with(query=None)),
+                )
+        # The low-level exception is not chained: its frames' locals hold the request headers
+        # (the key) and its text may quote whatever the server sent. Its type and redacted
+        # text are in the message instead.
+        error.__cause__ = None
+        error.__suppress_context__ = True
+        return error
+
     def _connection_error(self, exc: httpx.TransportError, method: str, url: httpx.URL) -> VeoError:
         not_sent = _request_not_sent(exc)
         cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
         what = type(exc).__name__
-        detail = str(exc) or what
+        detail = redact(str(exc)[:200], self._secrets()) or what
         phase = (
             "before the request was sent" if not_sent else "after the request may have been sent"
         )
@@ -396,15 +704,20 @@ class AsyncVeoClient:
             url=str(url.copy_with(query=None)),
         )
 
-    def _parse(self, response: httpx.Response, method: str) -> Generation:
+    def _parse(
+        self, response: httpx.Response, method: str, content: bytes | None = None
+    ) -> Generation:
+        """Turn one reply into a generation or a typed error (``content``: the body read)."""
+        if content is None:
+            content = response.content
         request_id = response.headers.get("x-request-id")
         path = response.request.url.path
         status = response.status_code
         body: object
         try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-            body = response.text[:500]
+            body = json.loads(content)
+        except (ValueError, RecursionError):
+            body = content[:500].decode("utf-8", "replace")
         if isinstance(body, Mapping) and isinstance(body.get("requestId"), str):
             request_id = request_id or str(body["requestId"])
         if 200 <= status < 300:
@@ -418,7 +731,7 @@ class AsyncVeoClient:
                     url=path,
                 )
             try:
-                return Generation.model_validate(body)
+                generation = Generation.model_validate(body)
             except ValidationError as exc:
                 raise InvalidResponseError(
                     f"{method} {path} -> {status}, but the body is not a generation: "
@@ -428,6 +741,15 @@ class AsyncVeoClient:
                     method=method,
                     url=path,
                 ) from None
+            if not generation.id.strip():
+                raise InvalidResponseError(
+                    f"{method} {path} -> {status}, but the generation id is blank",
+                    status_code=status,
+                    request_id=request_id,
+                    method=method,
+                    url=path,
+                )
+            return generation
         if 300 <= status < 400:
             raise APIStatusError(
                 f"{method} {path} -> {status} redirect to "
@@ -538,6 +860,11 @@ class AsyncVeoClient:
         false), and :class:`~veo_async.WaitTimeoutError` (carrying the id) on timeout; the
         generation may still finish, so you can wait again later. ``on_update`` is called with
         every polled state. ``expected_seconds`` is the prior for the first poll.
+
+        Given a :class:`Generation` (as :meth:`generate` does with a fresh create), the first
+        poll is scheduled from its creation. Given an id string, the job's age is unknown: the
+        first poll is immediate, and later ones follow what the replies say (``queued``: the
+        job starts no earlier than now; in progress: it is at least past the first-poll offset).
         """
         policy = poll_policy or self.poll_policy
         if isinstance(generation, Generation):
@@ -547,22 +874,35 @@ class AsyncVeoClient:
         if last is not None and last.is_terminal:
             return self._finish(last, raise_on_failure)
         start = _timing.monotonic()
+        # anchor: when the job (probably) started; unknown for a bare id until a reply says
+        known_age = last is not None
+        anchor: float | None = start if known_age else None
         polls = 0
         with anyio.move_on_after(timeout) as scope:
-            delay = policy.first_delay(expected_seconds)
+            delay = policy.first_delay(expected_seconds) if anchor is not None else 0.0
             while True:
-                await _timing.sleep(delay)
+                if delay > 0:
+                    await _timing.sleep(delay)
                 last = await self.get(gid)
                 polls += 1
                 if on_update is not None:
                     maybe = on_update(last)
                     if maybe is not None:
                         await maybe
+                now = _timing.monotonic()
                 if last.is_terminal:
-                    if last.status is GenerationStatus.COMPLETED:
-                        policy.observe(_timing.monotonic() - start, expected_seconds)
+                    if last.status is GenerationStatus.COMPLETED and known_age:
+                        policy.observe(now - start, expected_seconds)
                     return self._finish(last, raise_on_failure)
-                delay = policy.next_delay(_timing.monotonic() - start, expected_seconds, polls)
+                if not known_age and (anchor is None or last.status is GenerationStatus.QUEUED):
+                    if last.status is GenerationStatus.QUEUED:
+                        anchor = now  # it starts no earlier than now
+                        delay = policy.after_queued(expected_seconds)
+                        continue
+                    # in progress for an unknown time: at least past the first-poll offset
+                    anchor = now - policy.first_delay(expected_seconds)
+                assert anchor is not None
+                delay = policy.next_delay(now - anchor, expected_seconds, polls)
         assert scope.cancel_called
         raise WaitTimeoutError(
             f"generation {gid} did not finish within {timeout} s "
@@ -639,7 +979,7 @@ class AsyncVeoClient:
 
             target = target / safe_filename(name_hint or url_file_stem(url))
         return await download_video(
-            self._ensure_http(),
+            await self._http_here(),
             url,
             target,
             overwrite=overwrite,

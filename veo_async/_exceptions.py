@@ -23,12 +23,15 @@ Every error the SDK raises on purpose derives from :class:`VeoError`::
         └── DownloadIntegrityError    the body was truncated, too long, or of the wrong type
 
 None of these ever contains the API key: messages are built from status codes, paths, ids and
-server bodies only, never from request headers.
+server bodies only, never from request headers, and every server-provided string (message, body,
+request id, the text of a low-level error) is passed through :func:`redact` before it is stored,
+so a server that echoes the key (or any ``Bearer`` token) cannot put it into an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +58,56 @@ __all__ = [
     "VeoError",
     "WaitTimeoutError",
 ]
+
+
+REDACTED = "[redacted]"
+#: A ``Bearer`` credential in any server-provided text (also URL- or form-encoded spaces).
+_BEARER = re.compile(r"(?i)\b(bearer)(?:\s+|%20|\+)[^\s\"',;&<>}\]\)]+")
+#: Keys shorter than this are not searched for as plain text (they would match ordinary words);
+#: a ``Bearer`` value is redacted whatever its length.
+MIN_REDACTED_SECRET = 8
+
+
+def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """Return ``value`` with every secret and every ``Bearer`` value replaced by ``[redacted]``.
+
+    Strings are scrubbed; mappings, lists and tuples are scrubbed recursively (keys too);
+    anything else is returned unchanged. ``secrets`` shorter than 8 characters are ignored.
+    """
+    keys = [s for s in secrets if s and len(s) >= MIN_REDACTED_SECRET]
+    return _redact(value, keys, 0)
+
+
+def _redact(value: Any, keys: list[str], depth: int) -> Any:
+    if isinstance(value, str):
+        for key in keys:
+            if key in value:
+                value = value.replace(key, REDACTED)
+        if "earer" in value or "EARER" in value:
+            value = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+        return value
+    if depth > 64:  # a body this deep is not a generation; keep nothing of it
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {_redact(k, keys, depth + 1): _redact(v, keys, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, keys, depth + 1) for v in value)
+    return value
+
+
+def scrub_error(error: VeoError, secrets: Iterable[str] = ()) -> VeoError:
+    """Redact ``secrets`` and ``Bearer`` values from an error's text and stored server data.
+
+    Changes ``error`` in place (message, args, ``body``, ``server_message``, ``request_id``,
+    ``url``) and returns it. Used where a response becomes an error, before anyone sees it.
+    """
+    keys = [s for s in secrets if s and len(s) >= MIN_REDACTED_SECRET]
+    error.message = _redact(error.message, keys, 0)
+    error.args = tuple(_redact(a, keys, 0) for a in error.args)
+    for name in ("body", "server_message", "request_id", "url"):
+        if name in vars(error):
+            setattr(error, name, _redact(getattr(error, name), keys, 0))
+    return error
 
 
 class VeoError(Exception):

@@ -13,15 +13,22 @@ timeout)
 other 5xx (500, 502, 504)          retry      **outcome unknown**: the job may exist
 read/write timeout, connection     retry      **outcome unknown**: the request was sent
 lost after sending
-2xx with a broken body             retry      **outcome unknown**: the job probably exists
+2xx with a broken body, a reply   retry      **outcome unknown**: the job probably exists
+that fails to decode or parse,
+a malformed reply, a body over
+``max_response_bytes``, no id
+``request_deadline`` expired       retry      **outcome unknown**: the request may be sent
 400, 401, 403, 404                 raise      raise
 =================================  =========  ==============================================
 
 "Outcome unknown" raises :class:`~veo_async.CreateOutcomeUnknownError` instead of retrying,
 because retrying could start (and bill) a second generation and the API has no idempotency key.
 
-Backoff is exponential with "equal jitter" (half fixed, half random) and a cap; a server's
-``Retry-After`` is honoured as given (capped by ``max_retry_after``). When every attempt fails,
+Backoff is exponential with "equal jitter" (half fixed, half random) and a cap. A server's
+``Retry-After`` is honoured when it is longer than the computed backoff, which is its floor
+(``0``, a negative value or a date in the past is not "retry now"); a ``Retry-After`` longer
+than ``max_retry_after`` is not waited out at all: the client raises
+:class:`~veo_async.RateLimitError` at once, with ``retry_after`` set. When every attempt fails,
 the last error is let through unchanged.
 """
 
@@ -51,8 +58,10 @@ class RetryConfig:
 
     ``max_attempts`` counts the first try (1 disables retries). ``initial_backoff`` doubles
     (``multiplier``) each attempt up to ``max_backoff`` seconds. ``max_retry_after`` caps how
-    long a server's ``Retry-After`` is honoured. ``create_safe_statuses`` are the 5xx statuses
-    after which a create is retried because the server signals it did not take the work.
+    long a server's ``Retry-After`` is waited out: a longer one raises
+    :class:`~veo_async.RateLimitError` at once (a quota, not a pause). ``create_safe_statuses``
+    are the 5xx statuses after which a create is retried because the server signals it did not
+    take the work.
     """
 
     max_attempts: int = 6
@@ -107,11 +116,13 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1 = first retry).
 
-    A server's ``retry_after`` wins (capped by ``config.max_retry_after``); otherwise
-    exponential backoff with equal jitter, capped by ``config.max_backoff``.
+    Exponential backoff with equal jitter, capped by ``config.max_backoff``. A server's
+    ``retry_after`` (capped by ``config.max_retry_after``) wins when it is longer: the computed
+    backoff is its floor, so ``Retry-After: 0`` never means "retry at once".
     """
-    if retry_after is not None and retry_after >= 0:
-        return min(retry_after, config.max_retry_after)
+    if retry_after is not None:
+        floor = backoff_delay(attempt, config, rng=rng)
+        return max(floor, min(retry_after, config.max_retry_after))
     # Overflow guard: beyond this exponent the cap applies anyway.
     exponent = min(max(attempt - 1, 0), 64)
     try:

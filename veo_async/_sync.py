@@ -4,18 +4,27 @@ It is not a second implementation: it runs an :class:`AsyncVeoClient` on an even
 background thread (an anyio blocking portal) and calls into it. Because that loop lives in its
 own thread, the facade also works where an event loop is already running in the calling thread,
 such as a Jupyter notebook.
+
+The loop thread is a daemon thread, and a client that is never closed is closed for you when
+it is garbage-collected or at interpreter exit (``weakref.finalize``), so a script that forgets
+``close()`` (or dies with an exception) still exits, as ``requests`` and ``openai`` users expect.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Any, TypeVar
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+import anyio
+from anyio.from_thread import BlockingPortal
 
 from ._client import AsyncVeoClient
 from ._download import DownloadedVideo
@@ -25,25 +34,63 @@ from ._models import Generation, VideoRequest
 __all__ = ["SyncBatch", "VeoClient"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger("veo_async")
+#: Seconds closing may take at exit or on garbage collection before it is abandoned.
+_SHUTDOWN_GRACE = 5.0
+
+
+def _start_portal(backend: str) -> tuple[BlockingPortal, threading.Thread]:
+    """Run an event loop with a blocking portal in a daemon thread (never joined at exit)."""
+    ready: Future[BlockingPortal] = Future()
+
+    async def main() -> None:
+        async with BlockingPortal() as portal:
+            ready.set_result(portal)
+            await portal.sleep_until_stopped()
+
+    def run() -> None:
+        try:
+            anyio.run(main, backend=backend)
+        except BaseException as exc:  # reported to the constructor
+            if not ready.done():
+                ready.set_exception(exc)
+
+    thread = threading.Thread(target=run, name="veo-async-loop", daemon=True)
+    thread.start()
+    return ready.result(), thread
+
+
+def _shutdown(portal: BlockingPortal, client: AsyncVeoClient, thread: threading.Thread) -> None:
+    """Close the client and stop the loop, each within a grace period (never raises)."""
+    if threading.current_thread() is thread:
+        # the last reference went away on the loop itself: it cannot wait for itself
+        return
+    for step in (client.aclose, functools.partial(portal.stop, True)):
+        try:
+            portal.start_task_soon(step).result(_SHUTDOWN_GRACE)
+        except BaseException:  # best effort: cancelled, timed out, loop gone
+            logger.debug("closing a VeoClient did not finish cleanly", exc_info=True)
+    thread.join(_SHUTDOWN_GRACE)
 
 
 class VeoClient:
     """Blocking client: ``with VeoClient() as client: client.generate(prompt=...)``.
 
     Takes the same arguments as :class:`AsyncVeoClient`, plus ``backend`` (``"asyncio"`` or
-    ``"trio"``) for the background event loop. Close it (or use ``with``) to stop the thread.
+    ``"trio"``) for the background event loop. Close it (or use ``with``) to stop the thread;
+    one that is never closed is closed when garbage-collected or at interpreter exit.
     """
 
     def __init__(self, api_key: str | None = None, *, backend: str = "asyncio", **options: Any):
-        self._portal_cm: contextlib.AbstractContextManager[BlockingPortal] = start_blocking_portal(
-            backend
-        )
-        self._portal = self._portal_cm.__enter__()
+        self._closed = True
+        client = AsyncVeoClient(api_key, **options)  # configuration errors: no thread started
+        self._portal, thread = _start_portal(backend)
+        self._client = client
+        self._finalizer = weakref.finalize(self, _shutdown, self._portal, client, thread)
         try:
-            self._client = AsyncVeoClient(api_key, **options)
-            self._portal.call(self._client.__aenter__)
+            self._portal.call(client.__aenter__)
         except BaseException:
-            self._portal_cm.__exit__(None, None, None)
+            self._finalizer()
             raise
         self._closed = False
 
@@ -65,10 +112,7 @@ class VeoClient:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._portal.call(self._client.aclose)
-        finally:
-            self._portal_cm.__exit__(None, None, None)
+        self._finalizer()
 
     def __enter__(self) -> VeoClient:
         return self
@@ -183,3 +227,14 @@ class SyncBatch:
         """Inputs never submitted (see :meth:`Batch.unsubmitted`)."""
         assert self._batch is not None, "the batch has not started"
         return self._batch.unsubmitted()
+
+    def uncertain(self) -> list[tuple[int, BatchItem]]:
+        """Inputs whose create may or may not have been billed (see :meth:`Batch.uncertain`)."""
+        assert self._batch is not None, "the batch has not started"
+        return self._batch.uncertain()
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why submission stopped early, if it did (see :attr:`Batch.stop_reason`)."""
+        assert self._batch is not None, "the batch has not started"
+        return self._batch.stop_reason
