@@ -320,15 +320,15 @@ def test_crashed_run_with_creates_in_flight(tmp_path: Path) -> None:
     while another process holds the journal's lock."""
     journal = Journal.open(tmp_path)
     try:
-        journal.add_inputs(
+        k1, k2, k3, _ = journal.match_inputs(
             (n, {"model": "veo2", "prompt": f"prompt {n}", "duration": 6}, f"h{n}")
             for n in (1, 2, 3, 4)
         )
-        journal.record_intent(1)
-        journal.record_submitted(1, "gen-1", "queued")
-        journal.record_intent(2)
-        journal.record_intent(3)
-        journal.record_refused(3, "429 Too Many Requests")
+        journal.record_intent(k1)
+        journal.record_submitted(k1, "gen-1", "queued")
+        journal.record_intent(k2)
+        journal.record_intent(k3)
+        journal.record_refused(k3, "429 Too Many Requests")
         # The journal is still open (and locked), as in a running or killed batch.
         page = _parse(render_report(tmp_path, posters=False))
     finally:
@@ -349,14 +349,14 @@ def test_crashed_run_with_creates_in_flight(tmp_path: Path) -> None:
 def test_status_and_poll_events_are_used_when_recorded(tmp_path: Path) -> None:
     """A journal whose events carry statuses and poll counts gets a started mark and polls."""
     with Journal.open(tmp_path) as journal:
-        journal.add_inputs([(1, {"prompt": "p"}, "h")])
-        journal.record_intent(1)
-        journal.record_submitted(1, "g", "queued")
+        (key,) = journal.match_inputs([(1, {"prompt": "p"}, "h")])
+        journal.record_intent(key)
+        journal.record_submitted(key, "g", "queued")
     conn = sqlite3.connect(tmp_path / JOURNAL_NAME)
     with conn:
         conn.execute(
-            "INSERT INTO events (at, line, event, detail) VALUES (?, 1, 'status', ?)",
-            (2_000_000_000.0, json.dumps({"status": "generating", "polls": 3})),
+            "INSERT INTO events (at, key, event, detail) VALUES (?, ?, 'status', ?)",
+            (2_000_000_000.0, key, json.dumps({"status": "generating", "polls": 3})),
         )
     conn.close()
     report = load_batch(tmp_path)

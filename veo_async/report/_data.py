@@ -47,8 +47,9 @@ class ReportError(VeoError):
 class ReportJob:
     """One input of a batch, as the report shows it."""
 
-    line: int
-    """Line of the input file (the journal's key)."""
+    line: int | None
+    """Line of the input file; ``None`` for an input no longer in the file (it still holds
+    a generation or a file, so it is shown)."""
     request: dict[str, Any]
     """The request body as journaled (long data URIs shortened)."""
     state: str
@@ -226,6 +227,16 @@ def load_batch(folder: str | os.PathLike[str]) -> BatchReport:
     return report
 
 
+def job_label(job: ReportJob) -> str:
+    """``#12`` for input line 12; ``(not in file)`` for an input removed from the file."""
+    return "(not in file)" if job.line is None else f"#{job.line}"
+
+
+def _order(job: ReportJob) -> tuple[bool, int]:
+    """Input-file order; inputs no longer in the file last."""
+    return (job.line is None, job.line or 0)
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     # With no ``-wal`` file the database was closed cleanly and holds everything: open it
     # immutable, which creates no ``-shm``/``-wal`` files in the folder. With one (a crashed
@@ -248,11 +259,12 @@ def _from_journal(root: Path, path: Path) -> BatchReport:
         target = journal.get_meta("target")
     finally:
         conn.close()
-    per_line: dict[int, list[tuple[float, str, Any]]] = {}
-    for at, line, event, detail in events:
-        if line is not None:
-            per_line.setdefault(line, []).append((at, event, detail))
-    jobs = [_job_from_row(root, row, per_line.get(row.line, [])) for row in rows]
+    per_key: dict[int, list[tuple[float, str, Any]]] = {}
+    for at, key, event, detail in events:
+        if key is not None:
+            per_key.setdefault(key, []).append((at, event, detail))
+    jobs = [_job_from_row(root, row, per_key.get(row.key, [])) for row in rows]
+    jobs.sort(key=_order)
     return BatchReport(folder=root, jobs=jobs, origin="journal", source=source, target=target)
 
 
@@ -312,7 +324,7 @@ def _from_manifest(root: Path, path: Path, notes: list[str]) -> BatchReport:
     notes.append(
         f"no journal in this folder: read from {MANIFEST_NAME}, which has no timings (no timeline)"
     )
-    jobs.sort(key=lambda j: j.line)
+    jobs.sort(key=_order)
     return BatchReport(folder=root, jobs=jobs, origin="manifest")
 
 
@@ -350,7 +362,7 @@ def _number(value: Any) -> float | None:
 
 def _annotate(report: BatchReport) -> None:
     """File presence, estimates, and notes about a crashed or partial run."""
-    missing: list[int] = []
+    missing: list[str] = []
     root = report.folder.resolve()
     for job in report.jobs:
         if job.file:
@@ -361,18 +373,18 @@ def _annotate(report: BatchReport) -> None:
             if not job.file_present:
                 if not inside:
                     job.file = None
-                missing.append(job.line)
+                missing.append(job_label(job))
         if job.credits is None and job.state in ("pending", "refused"):
             try:
                 job.estimate = estimate_credits(job.request)
             except (UnknownModelPriceError, TypeError):
                 job.estimate = None
     if missing:
-        shown = ", ".join(str(n) for n in missing[:10])
+        shown = ", ".join(missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         report.notes.append(
             f"{len(missing)} downloaded video file(s) are missing from the folder "
-            f"(lines {shown}{more}); rerun the batch to download them again"
+            f"({shown}{more}); rerun the batch to download them again"
         )
     interrupted = [j.line for j in report.jobs if j.state == "submitting"]
     if interrupted:

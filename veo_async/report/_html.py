@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .._pricing import format_credits
-from ._data import BatchReport, ReportJob
+from ._data import BatchReport, ReportJob, job_label
 from ._posters import PosterMaker
 
 __all__ = ["MAX_POSTERS", "TIMELINE_MAX_ROWS", "render_html"]
@@ -151,12 +151,12 @@ def render_html(report: BatchReport, *, page_dir: Path, posters: PosterMaker) ->
     jobs = report.jobs
     counts = report.counts()
     kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("done", "ready", "failed", "open")}
-    hrefs = {job.line: _href(job, page_dir, report.folder) for job in jobs}
-    playable = [job for job in jobs if hrefs[job.line] is not None]
+    hrefs = {id(job): _href(job, page_dir, report.folder) for job in jobs}
+    playable = [job for job in jobs if hrefs[id(job)] is not None]
     wanted = playable[:MAX_POSTERS]
     made = posters.many([report.folder / str(job.file) for job in wanted])
-    poster_of = {job.line: poster for job, poster in zip(wanted, made, strict=True)}
-    cards = [_card(job, hrefs[job.line], poster_of.get(job.line)) for job in jobs]
+    poster_of = {id(job): poster for job, poster in zip(wanted, made, strict=True)}
+    cards = [_card(job, hrefs[id(job)], poster_of.get(id(job))) for job in jobs]
     notes = list(report.notes)
     if playable and posters.exe is None and posters.reason:
         notes.append(posters.reason)
@@ -303,10 +303,12 @@ def _card(job: ReportJob, href: str | None, poster: str | None) -> str:
         if why:
             reason = f'<p class="reason">{_e(why)}</p>'
     prompt = job.prompt or "(no prompt)"
+    data_line = "" if job.line is None else str(job.line)
+    anchor = f"line-{job.line}" if job.line is not None else f"gone-{_e(job.generation_id or '')}"
     return (
-        f'<article class="job k-{job.kind}" id="line-{job.line}" data-line="{job.line}" '
+        f'<article class="job k-{job.kind}" id="{anchor}" data-line="{data_line}" '
         f'data-state="{_e(job.state)}">'
-        f'<header><span class="line">#{job.line}</span><span class="model">'
+        f'<header><span class="line">{_e(job_label(job))}</span><span class="model">'
         f"{_e(job.model)}</span>"
         f'<span class="badge">{_e(label)}</span></header>'
         f'<div class="media">{media}</div>'
@@ -413,10 +415,11 @@ def _timeline(report: BatchReport) -> str:
                 segments.append(("seg-dl", job.finished_at, job.downloaded_at, "download"))
         else:
             segments.append(("seg-fail", sent, sent, "create sent; no id"))
-        title = f"#{job.line} {job.state}: {job.prompt[:80]}"
+        title = f"{job_label(job)} {job.state}: {job.prompt[:80]}"
+        data_line = "" if job.line is None else str(job.line)
         out.append(
-            f'<g class="tl-row k-{job.kind}" data-line="{job.line}"><title>{_e(title)}</title>'
-            f'<text class="tl-label" x="4" y="{y + 10:.1f}">#{job.line}</text>'
+            f'<g class="tl-row k-{job.kind}" data-line="{data_line}"><title>{_e(title)}</title>'
+            f'<text class="tl-label" x="4" y="{y + 10:.1f}">{_e(job_label(job))}</text>'
         )
         for cls, a, b, what in segments:
             w = max(x(b) - x(a), 2.0)
