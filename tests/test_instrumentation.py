@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from veo_async.instrumentation import NO_INSTRUMENTATION, RequestKind
@@ -155,3 +158,76 @@ def test_use_with_foreign_span_is_harmless(telemetry: Telemetry) -> None:
         inst.start_request(RequestKind.DOWNLOAD, 1).end()
     (r,) = telemetry.spans("veo.download")
     assert r.parent is None
+
+
+KEY = "sk-otel-SECRET-0123456789abcdef"
+
+
+@pytest.mark.anyio
+async def test_client_reports_create_poll_download_spans(
+    veo_emulator_server: Any, tmp_path: Path
+) -> None:
+    """A real generate + download against the emulator server gives one create span, poll
+    spans and a download span, with ids and statuses; the key is in no span or metric."""
+    from veo_async import AsyncVeoClient, PollPolicy
+
+    t = Telemetry()
+    async with AsyncVeoClient(
+        KEY,
+        base_url=veo_emulator_server.base_url,
+        poll_policy=PollPolicy(time_scale=0.001),
+        time_scale=0.001,
+        instrumentation=t.instrumentation,
+    ) as client:
+        video = await client.generate(prompt="a fox in the snow", duration=5)
+        saved = await client.download(video, tmp_path / "fox.mp4")
+    (create,) = t.spans("veo.create")
+    polls = t.spans("veo.poll")
+    (download,) = t.spans("veo.download")
+    assert create.attributes is not None
+    assert create.attributes["veo.generation_id"] == video.id
+    assert create.attributes["http.response.status_code"] in (200, 201)
+    assert polls and polls[-1].attributes is not None
+    assert polls[-1].attributes["veo.status"] == "completed"
+    assert download.attributes is not None
+    assert download.attributes["veo.download.bytes"] == saved.size
+    kinds = {attrs["veo.request.kind"]: value for attrs, value in t.metric("veo.requests")}
+    assert kinds["create"] == 1 and kinds["poll"] == len(polls) and kinds["download"] == 1
+    dump = repr([(s.name, dict(s.attributes or {}), s.status.description) for s in t.spans()])
+    assert KEY not in dump and "otel-SECRET" not in dump
+
+
+@pytest.mark.anyio
+async def test_client_reports_failed_attempts_and_retries() -> None:
+    """A poll answered 500 twice then 200 gives three poll spans (two failed) and two retries."""
+    from tests.hostile import HostileServer, Recorded, Reply, generation
+    from veo_async import AsyncVeoClient, RetryConfig
+
+    answers = iter([500, 500, 200])
+
+    def script(req: Recorded) -> Reply:
+        status = next(answers)
+        if status != 200:
+            return Reply.json({"message": f"oops {KEY}"}, status=status)
+        return Reply.json(generation("g-1", "generating"))
+
+    t = Telemetry()
+    with HostileServer(script) as server:
+        async with AsyncVeoClient(
+            KEY,
+            base_url=server.url,
+            retry=RetryConfig(max_attempts=3, initial_backoff=0.001, max_backoff=0.002),
+            instrumentation=t.instrumentation,
+        ) as client:
+            got = await client.get("g-1")
+    assert got.status == "generating"
+    polls = t.spans("veo.poll")
+    assert [p.attributes["veo.attempt"] for p in polls if p.attributes] == [1, 2, 3]
+    assert [p.attributes.get("http.response.status_code") for p in polls if p.attributes] == [
+        500,
+        500,
+        200,
+    ]
+    assert t.metric("veo.retries") == [({"veo.request.kind": "poll"}, 2.0)]
+    dump = repr([(s.name, dict(s.attributes or {}), s.status.description) for s in polls])
+    assert KEY not in dump

@@ -59,6 +59,7 @@ from ._models import Generation, GenerationStatus, VideoRequest, build_request
 from ._polling import PollPolicy
 from ._ratelimit import RateGovernor
 from ._retry import RetryConfig, RetryDecision, backoff_delay, decide, parse_retry_after
+from .instrumentation import NO_INSTRUMENTATION, Instrumentation, RequestKind, Span
 
 if TYPE_CHECKING:
     from ._engine import Batch, BatchInput
@@ -286,6 +287,9 @@ class AsyncVeoClient:
     * ``max_response_bytes``: the largest API reply body read (default 1 MiB, after decoding);
       a longer one is an :class:`~veo_async.InvalidResponseError` (for a create: of unknown
       outcome) and is not read further.
+    * ``instrumentation``: hooks that report spans and metrics (see
+      :mod:`veo_async.instrumentation`; OpenTelemetry with
+      ``veo_async.instrumentation.otel.OpenTelemetryInstrumentation``). Default: none, at no cost.
 
     One client belongs to one event loop: it is bound to the loop it is first used on, closes
     its connections when that loop shuts down, and raises ``RuntimeError`` if used on another.
@@ -309,6 +313,7 @@ class AsyncVeoClient:
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        instrumentation: Instrumentation | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("AIMLAPI_KEY")
         if key is None:
@@ -343,6 +348,8 @@ class AsyncVeoClient:
         if max_response_bytes <= 0:
             raise ConfigurationError("max_response_bytes must be positive")
         self.request_deadline = request_deadline
+        #: The hooks that report spans and metrics (:data:`NO_INSTRUMENTATION` by default).
+        self.instrumentation: Instrumentation = instrumentation or NO_INSTRUMENTATION
         self.max_response_bytes = max_response_bytes
         self.base_url = url
         self.endpoint: Endpoint = endpoint
@@ -497,17 +504,28 @@ class AsyncVeoClient:
             self._api_url_for = (self.base_url, self.path)
         attempt = 0
         rate_limited = 0
+        kind = RequestKind.CREATE if is_create else RequestKind.POLL
         while True:
             attempt += 1
             sent_at = await self.governor.acquire()
             started = _timing.monotonic()
+            span = self.instrumentation.start_request(kind, attempt)
             try:
                 status_code, generation = await self._attempt(
                     http, method, url, json_body=json_body, params=params
                 )
             except VeoError as exc:
                 error = exc
+                _span_failed(span, exc)
+            except BaseException as exc:
+                span.fail(exc)
+                span.end()
+                raise
             else:
+                span.set("http.response.status_code", status_code)
+                span.set("veo.generation_id", generation.id)
+                span.set("veo.status", str(generation.status))
+                span.end()
                 self.governor.on_success(sent_at=sent_at)
                 logger.debug(
                     "%s %s -> %s %s (%.3f s)",
@@ -553,10 +571,13 @@ class AsyncVeoClient:
                 if wait is not None:
                     delay = max(delay, wait)
                 self.governor.on_rate_limited(delay, sent_at=sent_at)
+                self.instrumentation.rate_limited(kind)
+                self.instrumentation.retried(kind)
                 attempt -= 1  # waiting out a rate limit does not use up an attempt
                 continue
             if attempt >= self.retry.max_attempts:
                 raise error
+            self.instrumentation.retried(kind)
             await _timing.sleep(backoff_delay(attempt, self.retry, rng=self._rng) * self.time_scale)
 
     def _secrets(self) -> tuple[str]:
@@ -978,17 +999,29 @@ class AsyncVeoClient:
             from ._download import safe_filename, url_file_stem
 
             target = target / safe_filename(name_hint or url_file_stem(url))
-        return await download_video(
-            await self._http_here(),
-            url,
-            target,
-            overwrite=overwrite,
-            max_bytes=max_bytes if max_bytes is not None else self.max_download_bytes,
-            timeout=self.timeout,
-            retry=self.retry,
-            api_host=self.base_url.host,
-            time_scale=self.time_scale,
-        )
+        span = self.instrumentation.start_request(RequestKind.DOWNLOAD, 1)
+        if name_hint is not None:
+            span.set("veo.generation_id", name_hint)
+        try:
+            saved = await download_video(
+                await self._http_here(),
+                url,
+                target,
+                overwrite=overwrite,
+                max_bytes=max_bytes if max_bytes is not None else self.max_download_bytes,
+                timeout=self.timeout,
+                retry=self.retry,
+                api_host=self.base_url.host,
+                time_scale=self.time_scale,
+            )
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        else:
+            span.set("veo.download.bytes", saved.size)
+            return saved
+        finally:
+            span.end()
 
     # ------------------------------------------------------------------ many jobs
 
@@ -1020,3 +1053,11 @@ def _check_id(generation_id: str) -> str:
             errors=[{"field": "generation_id", "message": "must be a non-empty string"}],
         )
     return generation_id.strip()
+
+
+def _span_failed(span: Span, error: VeoError) -> None:
+    """Close a request span for a failed attempt, with what the error knows."""
+    span.set("http.response.status_code", getattr(error, "status_code", None))
+    span.set("veo.request_id", error.request_id)
+    span.fail(error)
+    span.end()
