@@ -225,6 +225,9 @@ def _create(server: EmulatorServer, prompt: str) -> str:
 
 def test_status_and_download(tmp_path: Path, emu: EmulatorServer) -> None:
     """status shows ids (JSON too); download refuses unfinished jobs unless --wait."""
+    # a 9 s (wall) generation: a CLI subprocess started on a loaded machine still finds it
+    # unfinished (at the module's 0.45 s it was sometimes done before `status` ran)
+    emu.configure(generation_time_factor=20.0)
     gid = _create(emu, "an owl")
     result = _run(["status", gid, "--json", *_remote(emu)])
     assert result.exit_code == 0, result.stderr
