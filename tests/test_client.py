@@ -350,7 +350,7 @@ async def test_create_with_unknown_outcome_is_not_retried(
 def test_aiohttp_disconnect_is_not_mistaken_for_connect_error() -> None:
     """httpx-aiohttp maps ServerDisconnectedError to ConnectTimeout: still counted as sent."""
     aiohttp = pytest.importorskip("aiohttp")
-    from veo_async._client import _request_not_sent
+    from veo_async._boundary import _request_not_sent
 
     sent = httpx.ConnectTimeout("disconnected")
     sent.__cause__ = aiohttp.ServerDisconnectedError()

@@ -4,61 +4,47 @@ One client wraps one ``httpx.AsyncClient``. The API key is added per API request
 the shared HTTP client), so it cannot travel with a download to the video CDN, and API requests
 never follow redirects, so it cannot travel to another host either.
 
-Every API request goes through one boundary, :meth:`AsyncVeoClient._attempt`: send, read the
-body (streamed, at most ``max_response_bytes``), parse, all under one wall-clock
-``request_deadline``. Whatever goes wrong in there (a transport error, a body that fails to
-decode, JSON too deep to parse, a malformed reply the aiohttp transport raises its own exception
-for, the deadline, the size cap, a 2xx without an id) comes out as a typed :class:`VeoError`
-with every server-provided string redacted, never as a raw httpx/aiohttp/``RecursionError``.
-For a create, anything that cannot be proven to have happened before sending then becomes
-:class:`CreateOutcomeUnknownError`.
+Every API request goes through one boundary (:mod:`veo_async._boundary`): send, read the
+body (capped), parse, under one wall-clock ``request_deadline``, every failure typed and
+redacted there. This module decides what to do with the result: retry, pace after a 429, or
+(for a create that cannot be proven unsent) raise :class:`CreateOutcomeUnknownError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import os
 import random
 import sys
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from . import _timing
+from ._boundary import Exchange, parse_reply, redact_logs
 from ._download import DownloadedVideo, download_video
 from ._exceptions import (
-    APIConnectionError,
     APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
     ConfigurationError,
     CreateOutcomeUnknownError,
     GenerationFailedError,
-    InvalidResponseError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
     RequestValidationError,
-    ServerError,
     VeoError,
     WaitTimeoutError,
-    redact,
-    scrub_error,
 )
 from ._models import Generation, GenerationStatus, VideoRequest, build_request
 from ._polling import PollPolicy
 from ._ratelimit import RateGovernor
-from ._retry import RetryConfig, RetryDecision, backoff_delay, decide, parse_retry_after
+from ._retry import RetryConfig, RetryDecision, backoff_delay, decide
 from .instrumentation import NO_INSTRUMENTATION, Instrumentation, RequestKind, Span
 
 if TYPE_CHECKING:
@@ -83,15 +69,6 @@ DEFAULT_REQUEST_DEADLINE = 60.0
 #: Largest API (JSON) reply body read, after decoding; a status reply is well under 64 KiB.
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 #: Seconds a response gets to close after a failure (it is abandoned after that).
-_CLOSE_GRACE = 2.0
-_STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    429: RateLimitError,
-}
-_T = TypeVar("_T")
 UpdateCallback = Callable[[Generation], Awaitable[None] | None]
 
 
@@ -120,23 +97,59 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _request_not_sent(exc: httpx.TransportError) -> bool:
-    """True when the failure provably happened before the request was written."""
-    if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return False
-    cause = exc.__cause__
-    if cause is not None and type(cause).__module__.split(".")[0] == "aiohttp":
-        # httpx-aiohttp maps every aiohttp ClientConnectionError (server disconnects included)
-        # to ConnectTimeout; only a connector error proves nothing was sent.
-        return any(c.__name__ == "ClientConnectorError" for c in type(cause).__mro__)
-    return True
+def _resolve_key(api_key: str | None) -> str:
+    """The key given, else ``AIMLAPI_KEY``; a clear error (never echoing it) when unusable."""
+    key = api_key if api_key is not None else os.environ.get("AIMLAPI_KEY")
+    if key is None:
+        raise ConfigurationError(
+            "no API key: set the AIMLAPI_KEY environment variable or pass api_key=... "
+            "(to try the SDK without a key, use the local emulator: "
+            "veo_async.testing / `veo-async batch FILE --out DIR --emulate`)"
+        )
+    return _check_key(key)
 
 
-def _aiohttp_connector_error(exc: BaseException) -> bool:
-    """True for an aiohttp error raised while connecting (nothing was written)."""
-    return type(exc).__module__.split(".")[0] == "aiohttp" and any(
-        c.__name__ == "ClientConnectorError" for c in type(exc).__mro__
-    )
+def _resolve_base_url(base_url: str | httpx.URL | None, allow_insecure_http: bool) -> httpx.URL:
+    """The base URL given, else ``AIMLAPI_BASE_URL``, else the service; plain HTTP only to
+    loopback unless allowed."""
+    raw_url = base_url if base_url is not None else os.environ.get("AIMLAPI_BASE_URL")
+    url = httpx.URL(str(raw_url or DEFAULT_BASE_URL).rstrip("/"))
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {str(url)!r}")
+    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+        raise ConfigurationError(
+            f"refusing to send the API key over plain HTTP to {url.host!r}; use https:// "
+            "or pass allow_insecure_http=True if you really mean it"
+        )
+    return url
+
+
+def _resolve_time_scale(time_scale: float | None) -> float:
+    """The scale given, else ``VEO_ASYNC_TIME_SCALE``, else 1.0; must be positive."""
+    if time_scale is None:
+        raw_scale = os.environ.get("VEO_ASYNC_TIME_SCALE")
+        try:
+            time_scale = float(raw_scale) if raw_scale else 1.0
+        except ValueError:
+            raise ConfigurationError(
+                f"VEO_ASYNC_TIME_SCALE must be a number, got {raw_scale!r}"
+            ) from None
+    if not time_scale > 0 or time_scale == float("inf"):
+        raise ConfigurationError(f"time_scale must be a positive number, got {time_scale!r}")
+    return time_scale
+
+
+def _check_limits(
+    max_download_bytes: int, request_deadline: float | None, max_response_bytes: int
+) -> None:
+    if max_download_bytes <= 0:
+        raise ConfigurationError("max_download_bytes must be positive")
+    if request_deadline is not None and not request_deadline > 0:
+        raise ConfigurationError(
+            f"request_deadline must be positive seconds or None, got {request_deadline!r}"
+        )
+    if max_response_bytes <= 0:
+        raise ConfigurationError("max_response_bytes must be positive")
 
 
 def _current_loop() -> object | None:
@@ -171,71 +184,6 @@ async def _loop_guard(client_ref: Callable[[], AsyncVeoClient | None], http: Any
                 client._loop_ended = True
             with anyio.CancelScope(shield=True):
                 await http.aclose()
-
-
-async def _close_response(response: httpx.Response) -> None:
-    """Close a (possibly half-read) response, shielded and bounded, never raising."""
-    with anyio.CancelScope(shield=True) as scope:
-        scope.deadline = anyio.current_time() + _CLOSE_GRACE
-        try:
-            await response.aclose()
-        except Exception:  # the reply is abandoned either way
-            logger.debug("closing an API response failed", exc_info=True)
-
-
-async def _drain(stream: AsyncIterator[bytes]) -> None:
-    """Finish a closed response's byte iterator (it ends or raises at once), shielded."""
-    with anyio.CancelScope(shield=True) as scope:
-        scope.deadline = anyio.current_time() + _CLOSE_GRACE
-        try:
-            async for _ in stream:
-                pass
-        except Exception:  # a closed stream raises a read error: that is the point
-            pass
-
-
-#: Loggers of the HTTP stack that log response lines and headers verbatim at DEBUG.
-_HTTP_LOGGERS = (
-    "httpx",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.connection",
-    "aiohttp.client",
-)
-
-
-class _RedactingFilter(logging.Filter):
-    """Scrubs the keys of this process's clients and any ``Bearer`` value from log records.
-
-    Installed on the HTTP stack's loggers, so a server that echoes the key in a header does not
-    put it into httpcore's DEBUG lines either.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("veo_async.redact")
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a broken record is the logging module's business
-            return True
-        clean = redact(text, self.secrets)
-        if clean != text:
-            record.msg, record.args = clean, None
-        return True
-
-
-_LOG_FILTER = _RedactingFilter()
-
-
-def _redact_logs(secret: str) -> None:
-    if secret not in _LOG_FILTER.secrets:
-        _LOG_FILTER.secrets.add(secret)
-    for name in _HTTP_LOGGERS:
-        target = logging.getLogger(name)
-        if _LOG_FILTER not in target.filters:
-            target.addFilter(_LOG_FILTER)
 
 
 def _running_on_asyncio() -> bool:
@@ -315,38 +263,14 @@ class AsyncVeoClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         instrumentation: Instrumentation | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("AIMLAPI_KEY")
-        if key is None:
-            raise ConfigurationError(
-                "no API key: set the AIMLAPI_KEY environment variable or pass api_key=... "
-                "(to try the SDK without a key, use the local emulator: "
-                "veo_async.testing / `veo-async --emulate ...`)"
-            )
-        self._api_key = SecretStr(_check_key(key))
-        _redact_logs(self._api_key.get_secret_value())
-        raw_url = base_url if base_url is not None else os.environ.get("AIMLAPI_BASE_URL")
-        url = httpx.URL(str(raw_url or DEFAULT_BASE_URL).rstrip("/"))
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ConfigurationError(
-                f"base_url must be an http(s) URL with a host, got {str(url)!r}"
-            )
-        if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
-            raise ConfigurationError(
-                f"refusing to send the API key over plain HTTP to {url.host!r}; use https:// "
-                "or pass allow_insecure_http=True if you really mean it"
-            )
+        self._api_key = SecretStr(_resolve_key(api_key))
+        redact_logs(self._api_key.get_secret_value())
+        url = _resolve_base_url(base_url, allow_insecure_http)
         if endpoint not in ENDPOINTS:
             raise ConfigurationError(
                 f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}"
             )
-        if max_download_bytes <= 0:
-            raise ConfigurationError("max_download_bytes must be positive")
-        if request_deadline is not None and not request_deadline > 0:
-            raise ConfigurationError(
-                f"request_deadline must be positive seconds or None, got {request_deadline!r}"
-            )
-        if max_response_bytes <= 0:
-            raise ConfigurationError("max_response_bytes must be positive")
+        _check_limits(max_download_bytes, request_deadline, max_response_bytes)
         self.request_deadline = request_deadline
         #: The hooks that report spans and metrics (:data:`NO_INSTRUMENTATION` by default).
         self.instrumentation: Instrumentation = instrumentation or NO_INSTRUMENTATION
@@ -362,17 +286,7 @@ class AsyncVeoClient:
             else (httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT)
         )
         self.retry = retry or RetryConfig()
-        if time_scale is None:
-            raw_scale = os.environ.get("VEO_ASYNC_TIME_SCALE")
-            try:
-                time_scale = float(raw_scale) if raw_scale else 1.0
-            except ValueError:
-                raise ConfigurationError(
-                    f"VEO_ASYNC_TIME_SCALE must be a number, got {raw_scale!r}"
-                ) from None
-        if not time_scale > 0:
-            raise ConfigurationError(f"time_scale must be positive, got {time_scale!r}")
-        self.time_scale = time_scale
+        self.time_scale = time_scale = _resolve_time_scale(time_scale)
         self.poll_policy = poll_policy or PollPolicy(time_scale=time_scale)
         self.max_download_bytes = max_download_bytes
         self.governor = RateGovernor(requests_per_second, time_scale=time_scale)
@@ -485,6 +399,14 @@ class AsyncVeoClient:
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
 
+    def _joined_url(self) -> httpx.URL:
+        """The API URL, joined once (URL parsing was ~10 % of a status request's CPU)."""
+        url, key = self._api_url, self._api_url_for
+        if url is None or key is None or key[0] is not self.base_url or key[1] is not self.path:
+            url = self._api_url = self.base_url.join(self.path)
+            self._api_url_for = (self.base_url, self.path)
+        return url
+
     async def _request_json(
         self,
         method: str,
@@ -496,12 +418,7 @@ class AsyncVeoClient:
     ) -> Generation:
         """Send one API request with retries; parse the body into a ``Generation``."""
         http = await self._http_here()
-        url = self._api_url
-        key = self._api_url_for
-        if url is None or key is None or key[0] is not self.base_url or key[1] is not self.path:
-            # joined once, not per request: URL parsing was ~10 % of a status request's CPU
-            url = self._api_url = self.base_url.join(self.path)
-            self._api_url_for = (self.base_url, self.path)
+        url = self._joined_url()
         attempt = 0
         rate_limited = 0
         kind = RequestKind.CREATE if is_create else RequestKind.POLL
@@ -522,10 +439,7 @@ class AsyncVeoClient:
                 span.end()
                 raise
             else:
-                span.set("http.response.status_code", status_code)
-                span.set("veo.generation_id", generation.id)
-                span.set("veo.status", str(generation.status))
-                span.end()
+                _span_succeeded(span, status_code, generation)
                 self.governor.on_success(sent_at=sent_at)
                 logger.debug(
                     "%s %s -> %s %s (%.3f s)",
@@ -553,32 +467,41 @@ class AsyncVeoClient:
                 raise error
             if isinstance(error, RateLimitError):
                 rate_limited += 1
-                if rate_limited > max(self.retry.max_attempts, 1) * 4:
-                    raise error
-                wait = error.retry_after
-                if wait is not None and wait > self.retry.max_retry_after:
-                    # a quota, not a pause: stalling every request for hours helps nobody
-                    error.message = (
-                        f"{error.message}; the server asks to wait {wait:.0f} s, longer than "
-                        f"RetryConfig.max_retry_after ({self.retry.max_retry_after:g} s), so "
-                        "the request was not retried"
-                    )
-                    error.args = (error.message,)
-                    raise error
-                # the computed backoff is the floor: Retry-After 0, negative or a past date
-                # is not "retry now, forever"; a longer server wait is used as given
-                delay = backoff_delay(rate_limited, self.retry, rng=self._rng) * self.time_scale
-                if wait is not None:
-                    delay = max(delay, wait)
-                self.governor.on_rate_limited(delay, sent_at=sent_at)
-                self.instrumentation.rate_limited(kind)
-                self.instrumentation.retried(kind)
+                self._pause_for(error, rate_limited, sent_at, kind)
                 attempt -= 1  # waiting out a rate limit does not use up an attempt
                 continue
             if attempt >= self.retry.max_attempts:
                 raise error
             self.instrumentation.retried(kind)
             await _timing.sleep(backoff_delay(attempt, self.retry, rng=self._rng) * self.time_scale)
+
+    def _pause_for(
+        self, error: RateLimitError, rate_limited: int, sent_at: float, kind: RequestKind
+    ) -> None:
+        """Pace every request after a 429, or raise when waiting is pointless.
+
+        The computed backoff is the floor: ``Retry-After`` 0, negative or a past date is not
+        "retry now, forever"; a longer server wait is used as given, up to
+        ``RetryConfig.max_retry_after``. Beyond that (a quota, not a pause) the error is raised
+        at once rather than stalling every request for hours.
+        """
+        if rate_limited > max(self.retry.max_attempts, 1) * 4:
+            raise error
+        wait = error.retry_after
+        if wait is not None and wait > self.retry.max_retry_after:
+            error.message = (
+                f"{error.message}; the server asks to wait {wait:.0f} s, longer than "
+                f"RetryConfig.max_retry_after ({self.retry.max_retry_after:g} s), so "
+                "the request was not retried"
+            )
+            error.args = (error.message,)
+            raise error
+        delay = backoff_delay(rate_limited, self.retry, rng=self._rng) * self.time_scale
+        if wait is not None:
+            delay = max(delay, wait)
+        self.governor.on_rate_limited(delay, sent_at=sent_at)
+        self.instrumentation.rate_limited(kind)
+        self.instrumentation.retried(kind)
 
     def _secrets(self) -> tuple[str]:
         return (self._api_key.get_secret_value(),)
@@ -592,216 +515,19 @@ class AsyncVeoClient:
         json_body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
     ) -> tuple[int, Generation]:
-        """One exchange: send, read (capped), parse, within ``request_deadline``.
-
-        The single classification point of the API boundary: it returns a parsed generation
-        or raises a redacted :class:`VeoError`, nothing else (cancellation passes through; a
-        closed client or a body that cannot be encoded raise before anything is sent).
-        """
-        if http.is_closed:  # (closed mid-retry): nothing is sent, so nothing is uncertain
-            raise RuntimeError("this AsyncVeoClient (or its HTTP client) is closed")
-        request = http.build_request(
-            method,
-            url,
-            json=json_body,
-            params=params,
-            headers=self._auth_headers(),
-            timeout=self.timeout,
+        """One exchange (see :class:`veo_async._boundary.Exchange`): a generation, or a typed,
+        redacted :class:`VeoError`."""
+        exchange = Exchange(
+            self.request_deadline, self.max_response_bytes, self.timeout, self._secrets()
         )
-        error: VeoError
-        try:
-            with anyio.move_on_after(self.request_deadline) as scope:
-                response = await http.send(request, stream=True, follow_redirects=False)
-                try:
-                    content = await self._read_body(response, method, url)
-                finally:
-                    await _close_response(response)
-                return response.status_code, self._parse(response, method, content)
-            assert scope.cancelled_caught
-            error = APITimeoutError(
-                f"{method} {url.path}: no complete reply within request_deadline="
-                f"{self.request_deadline:g} s (the request may have been sent)",
-                request_sent=True,
-                method=method,
-                url=str(url),
-            )
-        except VeoError as exc:
-            error = exc
-        except Exception as exc:  # the boundary: every failure becomes typed
-            error = self._classify(exc, method, url)
-        raise scrub_error(error, self._secrets())
-
-    async def _read_body(self, response: httpx.Response, method: str, url: httpx.URL) -> bytes:
-        """The decoded body, refusing (and not reading) more than ``max_response_bytes``.
-
-        Reads raw bytes and decodes them here, so that a decoding error or the cap stops the
-        read in this frame; the half-read stream is then closed and drained, leaving no
-        suspended async generator behind (trio warns about those).
-        """
-        cap = self.max_response_bytes
-        declared = response.headers.get("content-length", "").strip()
-        if declared.isdigit() and int(declared) > cap:
-            raise self._too_large(response, method, url, f"announced {declared} bytes")
-        try:
-            loaded = response.content  # a transport may hand back a body already read
-        except httpx.ResponseNotRead:
-            pass
-        else:
-            if len(loaded) > cap:
-                raise self._too_large(response, method, url, f"a body of {len(loaded)} bytes")
-            return loaded
-        decoder = response._get_content_decoder()
-        body = bytearray()
-        raw = response.aiter_raw()
-        try:
-            async for chunk in raw:
-                body += decoder.decode(chunk)
-                if len(body) > cap:
-                    raise self._too_large(response, method, url, "the body went on")
-            body += decoder.flush()
-        except BaseException:
-            await _close_response(response)
-            await _drain(raw)
-            raise
-        return bytes(body)
-
-    def _too_large(
-        self, response: httpx.Response, method: str, url: httpx.URL, what: str
-    ) -> InvalidResponseError:
-        return InvalidResponseError(
-            f"{method} {url.path} -> {response.status_code}: {what}, more than "
-            f"max_response_bytes={self.max_response_bytes}; the reply was not read",
-            status_code=response.status_code,
-            request_id=response.headers.get("x-request-id"),
-            method=method,
-            url=url.path,
+        return await exchange.send(
+            http, method, url, headers=self._auth_headers, json_body=json_body, params=params
         )
 
-    def _classify(self, exc: Exception, method: str, url: httpx.URL) -> VeoError:
-        """Map any non-SDK exception from one exchange to a typed error (with its redacted
-        text, not chained)."""
-        error: VeoError
-        if isinstance(exc, httpx.TransportError):
-            error = self._connection_error(exc, method, url)
-        else:
-            what = type(exc).__name__
-            detail = redact(str(exc)[:200], self._secrets()) or what
-            if isinstance(exc, (httpx.DecodingError, ValueError, RecursionError, MemoryError)):
-                error = InvalidResponseError(
-                    f"{method} {url.path}: the reply could not be decoded or parsed "
-                    f"({what}: {detail})",
-                    method=method,
-                    url=url.path,
-                )
-            else:
-                # e.g. aiohttp's own errors for a malformed status line, header or chunk
-                not_sent = _aiohttp_connector_error(exc)
-                phase = "before the request was sent" if not_sent else "reading the reply"
-                error = APIConnectionError(
-                    f"{method} {url.path}: {what} {phase}: {detail}",
-                    request_sent=not not_sent,
-                    method=method,
-                    url=str(url.copy_with(query=None)),
-                )
-        # The low-level exception is not chained: its frames' locals hold the request headers
-        # (the key) and its text may quote whatever the server sent. Its type and redacted
-        # text are in the message instead.
-        error.__cause__ = None
-        error.__suppress_context__ = True
-        return error
-
-    def _connection_error(self, exc: httpx.TransportError, method: str, url: httpx.URL) -> VeoError:
-        not_sent = _request_not_sent(exc)
-        cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
-        what = type(exc).__name__
-        detail = redact(str(exc)[:200], self._secrets()) or what
-        phase = (
-            "before the request was sent" if not_sent else "after the request may have been sent"
-        )
-        return cls(
-            f"{method} {url.path}: {what} {phase}: {detail}",
-            request_sent=not not_sent,
-            method=method,
-            url=str(url.copy_with(query=None)),
-        )
-
-    def _parse(
-        self, response: httpx.Response, method: str, content: bytes | None = None
-    ) -> Generation:
-        """Turn one reply into a generation or a typed error (``content``: the body read)."""
-        if content is None:
-            content = response.content
-        request_id = response.headers.get("x-request-id")
-        path = response.request.url.path
-        status = response.status_code
-        body: object
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError):
-            body = content[:500].decode("utf-8", "replace")
-        if isinstance(body, Mapping) and isinstance(body.get("requestId"), str):
-            request_id = request_id or str(body["requestId"])
-        if 200 <= status < 300:
-            if not isinstance(body, Mapping):
-                raise InvalidResponseError(
-                    f"{method} {path} -> {status}, but the body is not a JSON object: "
-                    f"{str(body)[:120]!r}",
-                    status_code=status,
-                    request_id=request_id,
-                    method=method,
-                    url=path,
-                )
-            try:
-                generation = Generation.model_validate(body)
-            except ValidationError as exc:
-                raise InvalidResponseError(
-                    f"{method} {path} -> {status}, but the body is not a generation: "
-                    f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
-                    status_code=status,
-                    request_id=request_id,
-                    method=method,
-                    url=path,
-                ) from None
-            if not generation.id.strip():
-                raise InvalidResponseError(
-                    f"{method} {path} -> {status}, but the generation id is blank",
-                    status_code=status,
-                    request_id=request_id,
-                    method=method,
-                    url=path,
-                )
-            return generation
-        if 300 <= status < 400:
-            raise APIStatusError(
-                f"{method} {path} -> {status} redirect to "
-                f"{response.headers.get('location', '?')!r}: API redirects are not followed so "
-                "the key never leaves the API host; set base_url to the final address",
-                status_code=status,
-                body=body,
-                request_id=request_id,
-                method=method,
-                url=path,
-            )
-        server_msg = body.get("message") if isinstance(body, Mapping) else None
-        text = server_msg if isinstance(server_msg, str) else str(body)[:200]
-        message = f"{method} {path} -> {status}: {text}"
-        cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
-        if cls is RateLimitError:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            raise RateLimitError(
-                message,
-                retry_after=retry_after,
-                status_code=status,
-                body=body,
-                request_id=request_id,
-                method=method,
-                url=path,
-            )
-        if cls is AuthenticationError:
-            message += " (check AIMLAPI_KEY / api_key=)"
-        raise cls(
-            message, status_code=status, body=body, request_id=request_id, method=method, url=path
-        )
+    @staticmethod
+    def _parse(response: httpx.Response, method: str, content: bytes | None = None) -> Generation:
+        """Turn one reply into a generation or a typed error (see ``parse_reply``)."""
+        return parse_reply(response, method, content)
 
     # ------------------------------------------------------------------ public API
 
@@ -1060,4 +786,12 @@ def _span_failed(span: Span, error: VeoError) -> None:
     span.set("http.response.status_code", getattr(error, "status_code", None))
     span.set("veo.request_id", error.request_id)
     span.fail(error)
+    span.end()
+
+
+def _span_succeeded(span: Span, status_code: int, generation: Generation) -> None:
+    """Close a request span for a parsed reply."""
+    span.set("http.response.status_code", status_code)
+    span.set("veo.generation_id", generation.id)
+    span.set("veo.status", str(generation.status))
     span.end()

@@ -1,0 +1,372 @@
+"""The API boundary: one exchange (send, read, parse) and the classification of its failures.
+
+Every API request goes through :meth:`Exchange.send`: send, read the body (streamed, at most
+``max_response_bytes``), parse, all under one wall-clock ``request_deadline``. Whatever goes
+wrong in there (a transport error, a body that fails to decode, JSON too deep to parse, a
+malformed reply the aiohttp transport raises its own exception for, the deadline, the size cap,
+a 2xx without an id) comes out as a typed :class:`~veo_async.VeoError` with every
+server-provided string redacted, never as a raw httpx/aiohttp/``RecursionError``. Whether such
+a failure may be retried (and whether a create is then of unknown outcome) is decided by the
+caller from the error's type and ``request_sent``.
+
+The HTTP stack's own DEBUG loggers print response headers verbatim; :func:`redact_logs`
+installs a filter that scrubs the keys of this process's clients from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    VeoError,
+    redact,
+    scrub_error,
+)
+from ._models import Generation
+from ._retry import parse_retry_after
+
+__all__ = ["Exchange", "parse_reply", "redact_logs"]
+
+logger = logging.getLogger("veo_async")
+
+_CLOSE_GRACE = 2.0
+_STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """How one API request is sent and read: its deadline, body cap, timeouts and secrets."""
+
+    deadline: float | None
+    """Wall-clock seconds for the whole exchange (``None``: no deadline)."""
+    max_bytes: int
+    """The largest reply body read (after decoding)."""
+    timeout: httpx.Timeout
+    """httpx's per-operation timeouts."""
+    secrets: tuple[str, ...] = field(repr=False)
+    """Strings redacted from every server-provided text (the API key); never in a repr."""
+
+    async def send(
+        self,
+        http: httpx.AsyncClient,
+        method: str,
+        url: httpx.URL,
+        *,
+        headers: Callable[[], Mapping[str, str]],
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[int, Generation]:
+        """One exchange: returns ``(status code, generation)`` or raises a redacted VeoError.
+
+        ``headers`` is a callable so the Authorization header is never a local variable of a
+        frame that a traceback with locals could print.
+
+        Nothing else comes out (cancellation passes through; a closed client or a body that
+        cannot be encoded raise before anything is sent).
+        """
+        if http.is_closed:  # (closed mid-retry): nothing is sent, so nothing is uncertain
+            raise RuntimeError("this AsyncVeoClient (or its HTTP client) is closed")
+        request = http.build_request(
+            method, url, json=json_body, params=params, headers=headers(), timeout=self.timeout
+        )
+        error: VeoError
+        try:
+            with anyio.move_on_after(self.deadline) as scope:
+                response = await http.send(request, stream=True, follow_redirects=False)
+                try:
+                    content = await self.read_body(response, method, url)
+                finally:
+                    await _close_response(response)
+                return response.status_code, parse_reply(response, method, content)
+            assert scope.cancelled_caught
+            error = APITimeoutError(
+                f"{method} {url.path}: no complete reply within request_deadline="
+                f"{self.deadline:g} s (the request may have been sent)",
+                request_sent=True,
+                method=method,
+                url=str(url),
+            )
+        except VeoError as exc:
+            error = exc
+        except Exception as exc:  # the boundary: every failure becomes typed
+            error = self.classify(exc, method, url)
+        raise scrub_error(error, self.secrets)
+
+    async def read_body(self, response: httpx.Response, method: str, url: httpx.URL) -> bytes:
+        """The decoded body, refusing (and not reading) more than ``max_bytes``.
+
+        Reads raw bytes and decodes them here, so that a decoding error or the cap stops the
+        read in this frame; the half-read stream is then closed and drained, leaving no
+        suspended async generator behind (trio warns about those).
+        """
+        cap = self.max_bytes
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(response, method, url, f"announced {declared} bytes")
+        try:
+            loaded = response.content  # a transport may hand back a body already read
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(loaded) > cap:
+                raise self._too_large(response, method, url, f"a body of {len(loaded)} bytes")
+            return loaded
+        decoder = response._get_content_decoder()
+        body = bytearray()
+        raw = response.aiter_raw()
+        try:
+            async for chunk in raw:
+                body += decoder.decode(chunk)
+                if len(body) > cap:
+                    raise self._too_large(response, method, url, "the body went on")
+            body += decoder.flush()
+        except BaseException:
+            await _close_response(response)
+            await _drain(raw)
+            raise
+        return bytes(body)
+
+    def _too_large(
+        self, response: httpx.Response, method: str, url: httpx.URL, what: str
+    ) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"{method} {url.path} -> {response.status_code}: {what}, more than "
+            f"max_response_bytes={self.max_bytes}; the reply was not read",
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+            method=method,
+            url=url.path,
+        )
+
+    def classify(self, exc: Exception, method: str, url: httpx.URL) -> VeoError:
+        """Map any non-SDK exception from one exchange to a typed error.
+
+        The low-level exception is not chained: its frames' locals hold the request headers
+        (the key) and its text may quote whatever the server sent. Its type and redacted text
+        are in the message instead.
+        """
+        what = type(exc).__name__
+        detail = redact(str(exc)[:200], self.secrets) or what
+        error: VeoError
+        if isinstance(exc, httpx.TransportError):
+            not_sent = _request_not_sent(exc)
+            cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+            phase = (
+                "before the request was sent"
+                if not_sent
+                else "after the request may have been sent"
+            )
+            error = cls(
+                f"{method} {url.path}: {what} {phase}: {detail}",
+                request_sent=not not_sent,
+                method=method,
+                url=str(url.copy_with(query=None)),
+            )
+        elif isinstance(exc, (httpx.DecodingError, ValueError, RecursionError, MemoryError)):
+            error = InvalidResponseError(
+                f"{method} {url.path}: the reply could not be decoded or parsed ({what}: {detail})",
+                method=method,
+                url=url.path,
+            )
+        else:
+            # e.g. aiohttp's own errors for a malformed status line, header or chunk
+            not_sent = _aiohttp_connector_error(exc)
+            phase = "before the request was sent" if not_sent else "reading the reply"
+            error = APIConnectionError(
+                f"{method} {url.path}: {what} {phase}: {detail}",
+                request_sent=not not_sent,
+                method=method,
+                url=str(url.copy_with(query=None)),
+            )
+        error.__cause__ = None
+        error.__suppress_context__ = True
+        return error
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_reply(response: httpx.Response, method: str, content: bytes | None = None) -> Generation:
+    """Turn one reply into a generation or a typed error (``content``: the body read)."""
+    if content is None:
+        content = response.content
+    request_id = response.headers.get("x-request-id")
+    body: object
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        body = content[:500].decode("utf-8", "replace")
+    if isinstance(body, Mapping) and isinstance(body.get("requestId"), str):
+        request_id = request_id or str(body["requestId"])
+    if 200 <= response.status_code < 300:
+        return _generation(response, method, body, request_id)
+    raise _status_error(response, method, body, request_id)
+
+
+def _generation(
+    response: httpx.Response, method: str, body: object, request_id: str | None
+) -> Generation:
+    """A 2xx body as a generation with a non-blank id, or InvalidResponseError."""
+    status, path = response.status_code, response.request.url.path
+
+    def invalid(what: str) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"{method} {path} -> {status}, but {what}",
+            status_code=status,
+            request_id=request_id,
+            method=method,
+            url=path,
+        )
+
+    if not isinstance(body, Mapping):
+        raise invalid(f"the body is not a JSON object: {str(body)[:120]!r}")
+    try:
+        generation = Generation.model_validate(body)
+    except ValidationError as exc:
+        raise invalid(
+            f"the body is not a generation: {exc.error_count()} problem(s), "
+            f"first: {exc.errors()[0]['msg']}"
+        ) from None
+    if not generation.id.strip():
+        raise invalid("the generation id is blank")
+    return generation
+
+
+def _status_error(
+    response: httpx.Response, method: str, body: object, request_id: str | None
+) -> APIStatusError:
+    """The typed error for a non-2xx reply."""
+    status, path = response.status_code, response.request.url.path
+    common: dict[str, Any] = {
+        "status_code": status,
+        "body": body,
+        "request_id": request_id,
+        "method": method,
+        "url": path,
+    }
+    if 300 <= status < 400:
+        return APIStatusError(
+            f"{method} {path} -> {status} redirect to "
+            f"{response.headers.get('location', '?')!r}: API redirects are not followed so "
+            "the key never leaves the API host; set base_url to the final address",
+            **common,
+        )
+    server_msg = body.get("message") if isinstance(body, Mapping) else None
+    text = server_msg if isinstance(server_msg, str) else str(body)[:200]
+    message = f"{method} {path} -> {status}: {text}"
+    cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
+    if cls is RateLimitError:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return RateLimitError(message, retry_after=retry_after, **common)
+    if cls is AuthenticationError:
+        message += " (check AIMLAPI_KEY / api_key=)"
+    return cls(message, **common)
+
+
+# ---------------------------------------------------------------------------- transport facts
+
+
+def _request_not_sent(exc: httpx.TransportError) -> bool:
+    """True when the failure provably happened before the request was written."""
+    if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return False
+    cause = exc.__cause__
+    if cause is not None and type(cause).__module__.split(".")[0] == "aiohttp":
+        # httpx-aiohttp maps every aiohttp ClientConnectionError (server disconnects included)
+        # to ConnectTimeout; only a connector error proves nothing was sent.
+        return any(c.__name__ == "ClientConnectorError" for c in type(cause).__mro__)
+    return True
+
+
+def _aiohttp_connector_error(exc: BaseException) -> bool:
+    """True for an aiohttp error raised while connecting (nothing was written)."""
+    return type(exc).__module__.split(".")[0] == "aiohttp" and any(
+        c.__name__ == "ClientConnectorError" for c in type(exc).__mro__
+    )
+
+
+async def _close_response(response: httpx.Response) -> None:
+    """Close a (possibly half-read) response, shielded and bounded, never raising."""
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + _CLOSE_GRACE
+        try:
+            await response.aclose()
+        except Exception:  # the reply is abandoned either way
+            logger.debug("closing an API response failed", exc_info=True)
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    """Finish a closed response's byte iterator (it ends or raises at once), shielded."""
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + _CLOSE_GRACE
+        try:
+            async for _ in stream:
+                pass
+        except Exception:  # a closed stream raises a read error: that is the point
+            pass
+
+
+# ---------------------------------------------------------------------------- log redaction
+
+#: Loggers of the HTTP stack that log response lines and headers verbatim at DEBUG.
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.connection",
+    "aiohttp.client",
+)
+
+
+class _RedactingFilter(logging.Filter):
+    """Scrubs the keys of this process's clients and any ``Bearer`` value from log records."""
+
+    def __init__(self) -> None:
+        super().__init__("veo_async.redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken record is the logging module's business
+            return True
+        clean = redact(text, self.secrets)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+
+
+def redact_logs(secret: str) -> None:
+    """Scrub ``secret`` from the HTTP stack's log records (for every client of the process)."""
+    _LOG_FILTER.secrets.add(secret)
+    for name in _HTTP_LOGGERS:
+        target = logging.getLogger(name)
+        if _LOG_FILTER not in target.filters:
+            target.addFilter(_LOG_FILTER)
