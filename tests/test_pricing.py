@@ -16,7 +16,6 @@ from veo_async._models import (
     Veo3TextToVideo,
     Veo31ExtendVideo,
     VideoRequest,
-    _allowed_values,
     build_request,
 )
 from veo_async._pricing import (
@@ -27,6 +26,7 @@ from veo_async._pricing import (
     estimate_total_credits,
     format_credits,
 )
+from veo_async._requests import _allowed_values
 from veo_async.emulator import Emulator, EmulatorConfig, SchemaRegistry
 
 _MEDIA: dict[str, Any] = {
