@@ -54,7 +54,12 @@ async def _spawn_all(ids: list[str], one: Callable[[str], Awaitable[None]]) -> f
 
     async def task(gid: str) -> None:
         try:
-            await one(gid)
+            try:
+                await one(gid)
+            except Exception:
+                # A keep-alive connection closed by the server under load (seen once as
+                # httpx.ReadError on this shared machine): sent again, as any client would.
+                await one(gid)
         finally:
             sem.release()
 
