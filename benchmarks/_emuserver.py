@@ -4,7 +4,11 @@ It is ``python -m veo_async.emulator`` (same app, same uvicorn protocol, same st
 one extra route, ``POST /_bench/precreate``: it creates many generations in process, in a tight
 loop through the emulator's own create handler (validation, limits, credits and the ledger all
 apply), so the "poller alone" scenario can start tracking 100,000 ids a few seconds later
-instead of spending minutes on 100,000 HTTP creates. Nothing else differs.
+instead of spending minutes on 100,000 HTTP creates.
+
+It also records, for :mod:`benchmarks.vs_script`, the wall time (``time.time()``, the ledger's
+clock) of the first API request and of every 429 it answers (``GET /_bench/events``; cleared by
+``DELETE /_bench/events``), which the ledger only counts. Nothing else differs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +35,59 @@ from veo_async.emulator import (
 __all__ = ["BenchEmulatorProcess", "main"]
 
 PRECREATE_PATH = "/_bench/precreate"
+EVENTS_PATH = "/_bench/events"
+
+
+class _Events:
+    """Wall times of the first API request and of every 429 answered since the last clear."""
+
+    def __init__(self) -> None:
+        self.first_request_at: float | None = None
+        self.rate_limited_at: list[float] = []
+
+    def clear(self) -> None:
+        self.first_request_at = None
+        self.rate_limited_at = []
+
+    def doc(self) -> dict[str, Any]:
+        return {"first_request_at": self.first_request_at, "rate_limited_at": self.rate_limited_at}
+
+
+def _install_events(emu: Emulator) -> None:
+    """Wrap the app so every API request's arrival and every 429's time are recorded."""
+    events = _Events()
+    inner = emu.app
+
+    async def events_route(request: Request) -> Response:
+        body = json.dumps(events.doc())
+        if request.method == "DELETE":
+            events.clear()
+        return Response(body, media_type="application/json")
+
+    inner.router.routes.insert(0, Route(EVENTS_PATH, events_route, methods=["GET", "DELETE"]))
+
+    class Recorder:
+        """Pure ASGI middleware: stamps API requests and 429 answers (the scope is untouched)."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            path = str(scope.get("path", "")) if scope.get("type") == "http" else ""
+            if not path.startswith("/v2/"):
+                await self.app(scope, receive, send)
+                return
+            if events.first_request_at is None:
+                events.first_request_at = time.time()
+
+            async def recording_send(message: Any) -> None:
+                if message.get("type") == "http.response.start" and message.get("status") == 429:
+                    events.rate_limited_at.append(time.time())
+                await send(message)
+
+            await self.app(scope, receive, recording_send)
+
+    inner.add_middleware(Recorder)
 
 
 def _install_precreate(emu: Emulator) -> None:
@@ -65,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     emu = Emulator(config)
     _install_precreate(emu)
+    _install_events(emu)
 
     def announce(url: str) -> None:
         print(URL_LINE_PREFIX + url, flush=True)
@@ -88,6 +147,11 @@ class BenchEmulatorProcess(EmulatorProcess):
         body = {"count": count, "prefix": prefix, "key": key}
         doc = self._request("POST", PRECREATE_PATH, json=body)
         return [str(x) for x in doc["ids"]]
+
+    def events(self, *, clear: bool = False) -> dict[str, Any]:
+        """First API request time and 429 times (wall epoch seconds); optionally clear them."""
+        doc: dict[str, Any] = self._request("DELETE" if clear else "GET", EVENTS_PATH)
+        return doc
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ emulator's ``time_scale``, before sleeping):
     connections, 5 s timeouts); each coroutine creates, then sleeps the interval and polls until
     ``completed``/``error``; ``raise_for_status()`` and no retries. For ``poller`` scenarios
     the coroutines only poll existing ids.
+``script``
+    The competent hand-written poller of issue 16 (:mod:`benchmarks.handwritten`): pool and
+    semaphore of 32, ``Retry-After`` honoured, creates never re-sent after a send, first poll
+    at 30 s then every 5 s.
 ``veo_async``
     ``client.batch(prompts)`` (or ``client.as_completed(ids)``) with the SDK's defaults. The
     SDK thinks in real-time seconds, so it is told the emulator's time scale: natively when
@@ -48,6 +52,7 @@ import httpx
 
 __all__ = [
     "COMPETITORS",
+    "EXTRA_COMPETITORS",
     "JobRecord",
     "Spec",
     "WorkerResult",
@@ -62,6 +67,11 @@ RUNNING = ("waiting", "active", "queued", "generating")
 """Statuses the provider's example loop keeps waiting on."""
 
 COMPETITORS: tuple[str, ...] = ("documented", "gather-10s", "gather-2s", "veo_async")
+"""The competitors of ``benchmarks.run``'s plans."""
+EXTRA_COMPETITORS: tuple[str, ...] = ("script", "veo_async-httpx")
+"""Competitors this worker also runs (used by :mod:`benchmarks.vs_script`): ``script``
+(:mod:`benchmarks.handwritten`) and ``veo_async-httpx`` (``veo_async`` with
+``fast_transport=False``, what a plain ``pip install veo-async`` runs)."""
 
 
 @dataclass
@@ -294,6 +304,9 @@ async def run_sdk(spec: Spec, jobs: list[JobRecord], notes: list[str]) -> tuple[
 
     client_kwargs, extra_notes = scaled_sdk_options(spec.scale)
     notes.extend(extra_notes)
+    if spec.competitor == "veo_async-httpx":
+        # What a plain ``pip install veo-async`` gets: httpx's own transport.
+        client_kwargs["fast_transport"] = False
     async with AsyncVeoClient(API_KEY, base_url=spec.base_url, **client_kwargs) as client:
         inputs: list[Any]
         if spec.prompts:
@@ -331,8 +344,10 @@ def run_worker(spec: Spec) -> WorkerResult:
     gaps = _Gaps()
     counter = [0]
     notes: list[str] = []
-    if spec.competitor == "veo_async":
+    if spec.competitor.startswith("veo_async"):
         import veo_async  # noqa: F401  (import cost is not part of the run)
+    if spec.competitor == "script":
+        import benchmarks.handwritten  # noqa: F401  (import cost is not part of the run)
     baseline_rss = _rss_bytes()
     cpu0 = _cpu()
     started = time.time()
@@ -340,8 +355,18 @@ def run_worker(spec: Spec) -> WorkerResult:
         timed_out = run_documented(spec, jobs, gaps)
     elif spec.competitor.startswith("gather-"):
         timed_out = asyncio.run(run_gather(spec, jobs, gaps, counter))
-    elif spec.competitor == "veo_async":
+    elif spec.competitor in ("veo_async", "veo_async-httpx"):
         timed_out, counter[0] = asyncio.run(run_sdk(spec, jobs, notes))
+    elif spec.competitor == "script":
+        from benchmarks.handwritten import ScriptCounters, run_script
+
+        script_counts = ScriptCounters()
+        timed_out = asyncio.run(run_script(spec, jobs, script_counts))
+        counter[0] = script_counts.http_429
+        notes.append(
+            f"uncertain creates (never re-sent): {script_counts.uncertain_creates}; "
+            f"failed polls: {script_counts.poll_failures}"
+        )
     else:
         raise ValueError(f"unknown competitor {spec.competitor!r}")
     finished = time.time()
