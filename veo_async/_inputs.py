@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -510,21 +511,51 @@ def _resolve_media(
 # --------------------------------------------------------------------------- loading
 
 
+def check_model(model: str) -> None:
+    """Raise :class:`RequestValidationError` for a model id the SDK does not know.
+
+    The error entry carries the id (``received``) and the known ids (``allowed``), so
+    :func:`describe_field_error` can suggest the closest one.
+    """
+    if model in MODEL_REQUESTS:
+        return
+    known = sorted(MODEL_REQUESTS)
+    raise RequestValidationError(
+        f"unknown model {model!r}; known models: {', '.join(known)}",
+        errors=[
+            {"field": "model", "message": "unknown model", "received": model, "allowed": known}
+        ],
+    )
+
+
+def describe_field_error(err: Mapping[str, Any]) -> str:
+    """One validation problem as text: the field, what is wrong, the value, what is allowed.
+
+    An unknown model names the closest known one and lists them all; allowed values are
+    listed once (not when the message already names them).
+    """
+    field = err.get("field", "?")
+    message = str(err.get("message", "invalid"))
+    allowed = err.get("allowed")
+    if field == "model" and allowed:
+        received = str(err.get("received", ""))
+        close = difflib.get_close_matches(received, [str(a) for a in allowed], n=1, cutoff=0.5)
+        text = f"model: unknown model {received!r}" if received else "model: unknown model"
+        if close:
+            text += f"; did you mean {close[0]!r}?"
+        return text + f" Known models: {', '.join(map(str, allowed))} (see `veo-async models`)"
+    text = f"{field}: {message}"
+    if "received" in err:
+        text += f" (got {err['received']!r})"
+    if allowed and not all(repr(a) in message or str(a) in message for a in allowed):
+        text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
+    return text
+
+
 def _describe(exc: RequestValidationError) -> str:
     if not exc.errors:
         return exc.message
-    parts = []
-    for err in exc.errors:
-        text = f"{err.get('field', '?')}: {err.get('message', 'invalid')}"
-        if "received" in err:
-            text += f" (got {err['received']!r})"
-        allowed = err.get("allowed")
-        if allowed and err.get("field") != "model":
-            text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
-        elif allowed:
-            text += "; see `veo-async models`" if len(allowed) > 8 else f"; allowed: {allowed}"
-        parts.append(text)
-    return "; ".join(parts)
+    return "; ".join(describe_field_error(err) for err in exc.errors)
 
 
 def _build(
@@ -547,6 +578,7 @@ def _build(
             errors=[{"field": "model", "message": "must be a non-empty string"}],
         )
     model = model.strip()
+    check_model(model)
     row_extra = row.pop("extra_body", None)
     if record.text_values:
         if isinstance(row_extra, str):

@@ -606,13 +606,21 @@ class Journal:
         video_url: str | None,
         credits: float | None,
         error: str | None,
+        polls: int | None = None,
     ) -> None:
-        """The generation of ``key`` finished: ``completed`` with a URL, else ``failed``."""
+        """The generation of ``key`` finished: ``completed`` with a URL, else ``failed``.
+
+        ``polls``: the status requests this run made for it (recorded in the event's detail,
+        read by ``veo-async report`` as requests per input).
+        """
         state = JournalState.COMPLETED if video_url and error is None else JournalState.FAILED
+        detail: dict[str, Any] = {"generation_id": generation_id, "status": status}
+        if polls is not None:
+            detail["polls"] = polls
         self._update(
             key,
             state.value,
-            {"generation_id": generation_id, "status": status},
+            detail,
             state=state.value,
             generation_id=generation_id,
             status=status,
@@ -622,12 +630,23 @@ class Journal:
             finished_at=time.time(),
         )
 
-    def record_still_running(self, key: int, generation_id: str, error: str) -> None:
+    def record_status(self, key: int, status: str) -> None:
+        """The generation of ``key`` was seen in ``status`` (an event only; no state change).
+
+        The batch records the first time a job is seen running (``generating``), which the
+        report shows as "started" on its timeline.
+        """
+        with self._tx() as conn:
+            self._event(conn, key, "status", {"status": status})
+
+    def record_still_running(
+        self, key: int, generation_id: str, error: str, polls: int | None = None
+    ) -> None:
         """Waiting for ``key`` ran out of time; its id stays tracked for the next run."""
         self._update(
             key,
             "timeout",
-            error,
+            error if polls is None else {"error": error, "polls": polls},
             state=JournalState.SUBMITTED.value,
             generation_id=generation_id,
             error=error,

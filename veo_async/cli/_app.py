@@ -13,18 +13,27 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from .._exceptions import ConfigurationError, RequestValidationError, VeoError
-from .._inputs import MEDIA_FIELDS, media_to_data_uri, parse_field_assignment
+from .._exceptions import ConfigurationError, NotFoundError, RequestValidationError, VeoError
+from .._inputs import (
+    MEDIA_FIELDS,
+    check_model,
+    describe_field_error,
+    media_to_data_uri,
+    parse_field_assignment,
+)
 from .._journal import JournalError, disk_problem
 from .._models import MODEL_REQUESTS, VideoRequest, build_request
 from ._common import (
+    ARGV,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     CliError,
     FiniteFloat,
+    Settings,
     common_options,
     configure_logging,
+    connection_hint,
     echo_err,
     settings_from,
 )
@@ -147,15 +156,7 @@ def request_fields(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any], 
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
-    lines = []
-    for err in exc.errors:
-        text = f"  {err.get('field')}: {err.get('message')}"
-        if "received" in err:
-            text += f" (got {err['received']!r})"
-        allowed = err.get("allowed")
-        if allowed and err.get("field") != "model":
-            text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
-        lines.append(text)
+    lines = [f"  {describe_field_error(err)}" for err in exc.errors]
     if not lines:
         return exc.message
     return "invalid request:\n" + "\n".join(lines)
@@ -185,42 +186,65 @@ def _unwrap(exc: BaseException) -> BaseException:
             return exc
 
 
-def _execute(job: Callable[[], Awaitable[int]], hint: Any = None) -> None:
+#: Under --emulate, an id from an earlier command is unknown: say why, and what to do.
+EMULATE_FORGETS = (
+    "--emulate starts a fresh in-process emulator for each command, which knows no ids "
+    "from earlier runs. To keep generations between commands, run a server with "
+    "`veo-async emulator --port 8765` and pass --base-url http://127.0.0.1:8765 instead."
+)
+
+
+def _describe_veo_error(exc: VeoError, settings: Settings | None) -> tuple[str, int]:
+    """The message and exit code of an SDK error (usage errors exit 2)."""
+    if isinstance(exc, ConfigurationError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, RequestValidationError):
+        return _describe_validation(exc), EXIT_USAGE
+    if isinstance(exc, JournalError):
+        return str(exc), EXIT_FAILED
+    from ._single import describe_error
+
+    text = describe_error(exc)
+    if settings is not None:
+        hint = connection_hint(exc, settings)
+        if hint is not None:
+            text = f"{hint}\n({text})"
+        elif settings.emulate and isinstance(exc, NotFoundError):
+            text = f"{text}\n{EMULATE_FORGETS}"
+    return text, EXIT_FAILED
+
+
+def _describe_failure(
+    exc: BaseException, settings: Settings | None, hint: Any
+) -> tuple[str, int] | None:
+    """What to print for an error that ends a command, or ``None`` to let it propagate."""
+    if isinstance(exc, CliError):
+        return f"error: {exc.message}", exc.code
+    if isinstance(exc, VeoError):
+        text, code = _describe_veo_error(exc, settings)
+        return f"error: {text}", code
+    if isinstance(exc, KeyboardInterrupt):
+        return "\n" + (hint.message() if hint is not None else "Interrupted."), EXIT_INTERRUPTED
+    if isinstance(exc, sqlite3.Error):
+        return f"error: the batch journal failed: {exc}", EXIT_FAILED
+    if isinstance(exc, OSError):
+        where = Path(exc.filename).parent if exc.filename else Path.cwd()
+        return f"error: {disk_problem(where, exc)}", EXIT_FAILED
+    return None
+
+
+def _execute(
+    job: Callable[[], Awaitable[int]], hint: Any = None, settings: Settings | None = None
+) -> None:
     """Run ``job`` on asyncio and exit with its code; print errors without tracebacks."""
     try:
         code = anyio.run(job, backend="asyncio")
     except BaseException as raw:
-        exc = _unwrap(raw)
-        if isinstance(exc, CliError):
-            echo_err(f"error: {exc.message}")
-            code = exc.code
-        elif isinstance(exc, ConfigurationError):
-            echo_err(f"error: {exc}")
-            code = EXIT_USAGE
-        elif isinstance(exc, RequestValidationError):
-            echo_err(f"error: {_describe_validation(exc)}")
-            code = EXIT_USAGE
-        elif isinstance(exc, JournalError):
-            echo_err(f"error: {exc}")
-            code = EXIT_FAILED
-        elif isinstance(exc, VeoError):
-            from ._single import describe_error
-
-            echo_err(f"error: {describe_error(exc)}")
-            code = EXIT_FAILED
-        elif isinstance(exc, KeyboardInterrupt):
-            echo_err("")
-            echo_err(hint.message() if hint is not None else "Interrupted.")
-            code = EXIT_INTERRUPTED
-        elif isinstance(exc, sqlite3.Error):
-            echo_err(f"error: the batch journal failed: {exc}")
-            code = EXIT_FAILED
-        elif isinstance(exc, OSError):
-            where = Path(exc.filename).parent if exc.filename else Path.cwd()
-            echo_err(f"error: {disk_problem(where, exc)}")
-            code = EXIT_FAILED
-        else:
+        described = _describe_failure(_unwrap(raw), settings, hint)
+        if described is None:
             raise
+        text, code = described
+        echo_err(text)
     sys.exit(code)
 
 
@@ -268,6 +292,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=_flag_for(name)) from None
     try:
+        check_model(model or "veo2")
         request: VideoRequest = build_request(
             prompt, model=model or "veo2", extra_body=extra or None, **fields
         )
@@ -288,6 +313,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
             hint=hint,
         ),
         hint,
+        settings,
     )
 
 
@@ -364,7 +390,25 @@ def generate(prompt: str, **kwargs: Any) -> None:
     is_flag=True,
     help="Submit again the inputs whose generation failed (pays again).",
 )
-@click.option("--dry-run", is_flag=True, help="Validate the inputs and stop; nothing is sent.")
+@click.option(
+    "--credit-budget",
+    type=FiniteFloat(min=0.0),
+    metavar="CREDITS",
+    help="Refuse (before sending anything) a batch whose estimated cost is over CREDITS, "
+    "and stop submitting once the credits spent would pass it.",
+)
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Append one JSON line per job event (submitted, status, succeeded, failed, "
+    "downloaded, ...) with its time, input, generation id and request id.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate the inputs, print the estimated cost and stop; nothing is sent.",
+)
 @click.option(
     "--progress-interval",
     type=FiniteFloat(min=0.0, min_open=True),
@@ -417,6 +461,8 @@ def batch(prompts: str, **kwargs: Any) -> None:
         download_concurrency=kwargs["download_concurrency"],
         job_timeout=kwargs["job_timeout"],
         max_generations=kwargs["max_generations"],
+        credit_budget=kwargs["credit_budget"],
+        events=kwargs["events"],
         force=kwargs["force"],
         resubmit_uncertain=kwargs["resubmit_uncertain"],
         retry_failed=kwargs["retry_failed"],
@@ -424,7 +470,7 @@ def batch(prompts: str, **kwargs: Any) -> None:
         progress_interval=kwargs["progress_interval"],
         argv=list(_ARGV),
     )
-    _execute(lambda: run_batch_command(settings, options))
+    _execute(lambda: run_batch_command(settings, options), settings=settings)
 
 
 @cli.command()
@@ -436,7 +482,7 @@ def status(ids: Sequence[str], **kwargs: Any) -> None:
     configure_logging(settings.verbose)
     from ._single import run_status
 
-    _execute(lambda: run_status(settings, ids))
+    _execute(lambda: run_status(settings, ids), settings=settings)
 
 
 @cli.command()
@@ -473,22 +519,110 @@ def download(generation_id: str, **kwargs: Any) -> None:
             wait=kwargs["wait"],
             timeout=kwargs["timeout"],
         ),
+        settings=settings,
     )
 
 
-@cli.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def emulator(args: Sequence[str]) -> None:
-    """Run the local API emulator server (all options: veo-async emulator --help)."""
+class _EmulatorCommand(click.Command):
+    """``veo-async emulator``: click options made from the emulator's own argument parser.
+
+    The options are defined once, in ``veo_async.emulator`` (``python -m veo_async.emulator``
+    takes the same ones); they are read lazily, so other commands never import the emulator.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        """The emulator's options (none when its extra is not installed)."""
+        if not self._loaded:
+            self._loaded = True
+            self.params = _emulator_options()
+        return super().get_params(ctx)
+
+
+def _emulator_options() -> list[click.Parameter]:
+    try:
+        from ..emulator._cli import build_parser
+    except ImportError:
+        return []
+    import argparse
+
+    params: list[click.Parameter] = []
+    for action in build_parser("veo-async emulator")._actions:
+        if isinstance(action, argparse._HelpAction) or not action.option_strings:
+            continue
+        multiple = isinstance(action, argparse._AppendAction)
+        kind: Any = {int: click.INT, float: click.FLOAT}.get(action.type, click.STRING)  # type: ignore[call-overload]
+        if action.choices:
+            kind = click.Choice(list(action.choices))
+        elif callable(action.type) and action.type not in (int, float, str):
+            kind = _ArgparseType(action.type)
+        text = action.help or ""
+        params.append(
+            click.Option(
+                [action.option_strings[-1], action.dest],
+                type=kind,
+                multiple=multiple,
+                default=() if multiple else action.default,
+                metavar=action.metavar,
+                help=text[:1].upper() + text[1:] + ".",
+            )
+        )
+    return params
+
+
+class _ArgparseType(click.ParamType):  # type: ignore[type-arg]
+    """Checks a value with an argparse ``type=`` function; keeps the text (a usage error)."""
+
+    name = "text"
+
+    def __init__(self, check: Callable[[str], Any]) -> None:
+        self.check = check
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Return ``value`` unchanged if ``check`` accepts it."""
+        import argparse
+
+        try:
+            self.check(value)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+def _emulator_argv(values: dict[str, Any]) -> list[str]:
+    """The emulator's argv for the parsed click values (``--flag value``; repeatable ones)."""
+    argv: list[str] = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        for item in value if isinstance(value, tuple) else (value,):
+            if item is not None:
+                argv += [flag, str(item)]
+    return argv
+
+
+@cli.command(cls=_EmulatorCommand)
+def emulator(**kwargs: Any) -> None:
+    """Run the local API emulator server (no key, no cost, time-compressed).
+
+    It prints `veo-async emulator listening on http://HOST:PORT` and serves until Ctrl-C.
+    Point the SDK or the other commands at it with AIMLAPI_BASE_URL (or --base-url) and,
+    when it runs with --time-scale S, the same S as VEO_ASYNC_TIME_SCALE (or --time-scale).
+
+    \b
+    Example:
+        veo-async emulator --port 8765 --time-scale 0.05
+        AIMLAPI_BASE_URL=http://127.0.0.1:8765 AIMLAPI_KEY=anything \\
+          veo-async batch examples/prompts.txt --out out/demo --time-scale 0.05
+    """
     try:
         from ..emulator import main as emulator_main
     except ImportError:
         echo_err("error: the emulator needs its extra: pip install 'veo-async[emulator]'")
         sys.exit(EXIT_USAGE)
-    sys.exit(emulator_main(list(args), prog="veo-async emulator"))
+    sys.exit(emulator_main(_emulator_argv(kwargs), prog="veo-async emulator"))
 
 
 @cli.command()
@@ -514,7 +648,7 @@ from ._report import report as _report_command  # noqa: E402 - `veo-async report
 cli.add_command(_report_command)
 
 
-_ARGV: list[str] = []
+_ARGV = ARGV
 
 
 def _exit_now(code: int) -> None:

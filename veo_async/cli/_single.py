@@ -13,11 +13,13 @@ import anyio
 from .._download import DownloadedVideo, safe_filename
 from .._exceptions import (
     GenerationFailedError,
+    NotFoundError,
     VeoError,
     WaitTimeoutError,
 )
 from .._inputs import redact_body
 from .._models import Generation, VideoRequest
+from .._pricing import format_credits
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -179,7 +181,9 @@ async def run_generate(
         )
     else:
         credits = (
-            f", {generation.credits_used:g} credits" if generation.credits_used is not None else ""
+            f", {format_credits(generation.credits_used)} credits"
+            if generation.credits_used is not None
+            else ""
         )
         echo_err(f"completed in {elapsed:.1f} s{credits} (id {generation.id})")
         echo_err(f"saved {video.size} bytes to {video.path}  (sha256 {video.sha256[:16]}...)")
@@ -210,6 +214,10 @@ async def run_status(settings: Settings, ids: Sequence[str]) -> int:
         else:
             failed = True
             rows.append({"id": gid, "status": None, "lookup_error": str(result)})
+    if settings.emulate and any(isinstance(r, NotFoundError) for r in results.values()):
+        from ._app import EMULATE_FORGETS
+
+        echo_err(f"note: {EMULATE_FORGETS}")
     if settings.json_output:
         echo_json(rows)
     else:
@@ -223,7 +231,7 @@ async def run_status(settings: Settings, ids: Sequence[str]) -> int:
             if row["video_url"]:
                 parts.append(row["video_url"])
             if row["credits"] is not None:
-                parts.append(f"{row['credits']:g} credits")
+                parts.append(f"{format_credits(row['credits'])} credits")
             if row["error"]:
                 parts.append(f"error: {row['error']}")
             click.echo("  ".join(str(p) for p in parts))
