@@ -4,169 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import click
 
-from .._exceptions import ConfigurationError, NotFoundError, RequestValidationError, VeoError
+from .._exceptions import RequestValidationError
 from .._inputs import (
     MEDIA_FIELDS,
     check_model,
-    describe_field_error,
     media_to_data_uri,
-    parse_field_assignment,
 )
-from .._journal import JournalError, disk_problem
 from .._models import MODEL_REQUESTS, VideoRequest, build_request
 from ._common import (
     ARGV,
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    CliError,
     FiniteFloat,
-    Settings,
     common_options,
     configure_logging,
-    connection_hint,
     echo_err,
     settings_from,
 )
+from ._errors import execute
+from ._options import describe_validation, flag_for, request_fields, request_options
 
 __all__ = ["cli", "run"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-#: Request fields that ``--field`` may not set: they have their own place on the command line.
-_FIELD_REFUSED = {
-    "prompt": "the prompt comes from the PROMPT argument (generate) or the input file (batch)",
-    "model": "use --model (batch: or a model column in the input file)",
-    "extra_body": "pass each extra field as its own --field KEY=VALUE",
-}
-
-#: Request flags shared by ``generate`` and ``batch`` (as defaults there): (flag name, field).
-_REQUEST_FLAGS = (
-    ("duration", "duration"),
-    ("aspect_ratio", "aspect_ratio"),
-    ("seed", "seed"),
-    ("negative_prompt", "negative_prompt"),
-    ("enhance_prompt", "enhance_prompt"),
-    ("image", "image_url"),
-    ("tail_image", "tail_image_url"),
-    ("last_image", "last_image_url"),
-    ("resolution", "resolution"),
-    ("generate_audio", "generate_audio"),
-)
-
-
-def request_options(func: _F) -> _F:
-    """Add the request-field flags (model, duration, ..., --field KEY=VALUE)."""
-    options = [
-        click.option(
-            "-m",
-            "--model",
-            metavar="MODEL",
-            help="Model id (default veo2, or veo2/image-to-video with --image); "
-            "see `veo-async models`.",
-        ),
-        click.option(
-            "--duration", type=int, help="Clip length in seconds (veo2: 5-8; veo3: 4/6/8)."
-        ),
-        click.option("--aspect-ratio", metavar="RATIO", help="16:9 or 9:16."),
-        click.option("--seed", type=int, help="Seed for similar results across runs."),
-        click.option("--negative-prompt", metavar="TEXT", help="What to avoid in the video."),
-        click.option(
-            "--enhance-prompt/--no-enhance-prompt",
-            default=None,
-            help="Let the service rewrite the prompt (server default: on).",
-        ),
-        click.option(
-            "--image",
-            metavar="URL|FILE",
-            help="First frame for image-to-video: a URL or a local file (sent as a data URI).",
-        ),
-        click.option("--tail-image", metavar="URL|FILE", help="Last frame (veo2/image-to-video)."),
-        click.option(
-            "--last-image", metavar="URL|FILE", help="Last frame (Veo 3.1 first/last frame)."
-        ),
-        click.option("--resolution", metavar="RES", help="720p/1080p (Veo 3.x; see the model)."),
-        click.option(
-            "--generate-audio/--no-generate-audio",
-            default=None,
-            help="Generate an audio track (Veo 3.x; server default: on).",
-        ),
-        click.option(
-            "--field",
-            "fields",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Any other body field (VALUE parsed as JSON when it is JSON). Repeatable. A "
-            "field the model knows (e.g. person_generation) is validated like its flag (batch: "
-            "as a default, a row's own value wins); an unknown one is sent as-is. prompt and "
-            "model are refused.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def request_fields(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-    """Pop the request flags: ``(model, fields, extra_body)`` (media paths still unresolved).
-
-    ``--field KEY=VALUE``: ``prompt``/``model`` are refused (they would silently replace
-    every input's own value after validation); a field some model knows becomes a validated
-    request field like its flag (refused when its flag is given too); any other key goes to
-    ``extra_body`` and is sent as-is.
-    """
-    model = kwargs.pop("model")
-    fields: dict[str, Any] = {}
-    for flag, name in _REQUEST_FLAGS:
-        value = kwargs.pop(flag)
-        if value is not None:
-            fields[name] = value
-    known = {name for cls in MODEL_REQUESTS.values() for name in cls.model_fields}
-    extra: dict[str, Any] = {}
-    for text in kwargs.pop("fields"):
-        try:
-            key, value = parse_field_assignment(text)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--field") from None
-        if key in _FIELD_REFUSED:
-            raise click.BadParameter(
-                f"--field {key}=... is not allowed: {_FIELD_REFUSED[key]}", param_hint="--field"
-            )
-        if key in known:
-            if key in fields:
-                raise click.BadParameter(
-                    f"{key} is given twice (as {_flag_for(key)} and as --field {key}=...)",
-                    param_hint="--field",
-                )
-            fields[key] = value
-        else:
-            extra[key] = value
-    if model is None and "image_url" in fields:
-        model = "veo2/image-to-video"
-    return model, fields, extra
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
-    lines = [f"  {describe_field_error(err)}" for err in exc.errors]
-    if not lines:
-        return exc.message
-    return "invalid request:\n" + "\n".join(lines)
-
-
-def _flag_for(field: str) -> str:
-    for flag, name in _REQUEST_FLAGS:
-        if name == field:
-            return "--" + flag.replace("_", "-")
-    return field
 
 
 def _refuse_existing(output: Path | None, overwrite: bool) -> None:
@@ -174,78 +39,6 @@ def _refuse_existing(output: Path | None, overwrite: bool) -> None:
     if output is not None and not overwrite and output.exists() and not output.is_dir():
         echo_err(f"error: {output} exists; pass --overwrite to replace it (nothing was sent)")
         sys.exit(EXIT_USAGE)
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single error inside (nested) exception groups from task groups, else ``exc``."""
-    while True:
-        inner = getattr(exc, "exceptions", None)
-        if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-            exc = inner[0]
-        else:
-            return exc
-
-
-#: Under --emulate, an id from an earlier command is unknown: say why, and what to do.
-EMULATE_FORGETS = (
-    "--emulate starts a fresh in-process emulator for each command, which knows no ids "
-    "from earlier runs. To keep generations between commands, run a server with "
-    "`veo-async emulator --port 8765` and pass --base-url http://127.0.0.1:8765 instead."
-)
-
-
-def _describe_veo_error(exc: VeoError, settings: Settings | None) -> tuple[str, int]:
-    """The message and exit code of an SDK error (usage errors exit 2)."""
-    if isinstance(exc, ConfigurationError):
-        return str(exc), EXIT_USAGE
-    if isinstance(exc, RequestValidationError):
-        return _describe_validation(exc), EXIT_USAGE
-    if isinstance(exc, JournalError):
-        return str(exc), EXIT_FAILED
-    from ._single import describe_error
-
-    text = describe_error(exc)
-    if settings is not None:
-        hint = connection_hint(exc, settings)
-        if hint is not None:
-            text = f"{hint}\n({text})"
-        elif settings.emulate and isinstance(exc, NotFoundError):
-            text = f"{text}\n{EMULATE_FORGETS}"
-    return text, EXIT_FAILED
-
-
-def _describe_failure(
-    exc: BaseException, settings: Settings | None, hint: Any
-) -> tuple[str, int] | None:
-    """What to print for an error that ends a command, or ``None`` to let it propagate."""
-    if isinstance(exc, CliError):
-        return f"error: {exc.message}", exc.code
-    if isinstance(exc, VeoError):
-        text, code = _describe_veo_error(exc, settings)
-        return f"error: {text}", code
-    if isinstance(exc, KeyboardInterrupt):
-        return "\n" + (hint.message() if hint is not None else "Interrupted."), EXIT_INTERRUPTED
-    if isinstance(exc, sqlite3.Error):
-        return f"error: the batch journal failed: {exc}", EXIT_FAILED
-    if isinstance(exc, OSError):
-        where = Path(exc.filename).parent if exc.filename else Path.cwd()
-        return f"error: {disk_problem(where, exc)}", EXIT_FAILED
-    return None
-
-
-def _execute(
-    job: Callable[[], Awaitable[int]], hint: Any = None, settings: Settings | None = None
-) -> None:
-    """Run ``job`` on asyncio and exit with its code; print errors without tracebacks."""
-    try:
-        code = anyio.run(job, backend="asyncio")
-    except BaseException as raw:
-        described = _describe_failure(_unwrap(raw), settings, hint)
-        if described is None:
-            raise
-        text, code = described
-        echo_err(text)
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -290,20 +83,20 @@ def generate(prompt: str, **kwargs: Any) -> None:
         try:
             fields[name] = media_to_data_uri(fields[name], Path.cwd(), field=name)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=_flag_for(name)) from None
+            raise click.BadParameter(str(exc), param_hint=flag_for(name)) from None
     try:
         check_model(model or "veo2")
         request: VideoRequest = build_request(
             prompt, model=model or "veo2", extra_body=extra or None, **fields
         )
     except RequestValidationError as exc:
-        echo_err(f"error: {_describe_validation(exc)}")
+        echo_err(f"error: {describe_validation(exc)}")
         sys.exit(EXIT_USAGE)
     _refuse_existing(kwargs["output"], kwargs["overwrite"])
     from ._single import InterruptHint, run_generate
 
     hint = InterruptHint()
-    _execute(
+    execute(
         lambda: run_generate(
             settings,
             request,
@@ -470,7 +263,7 @@ def batch(prompts: str, **kwargs: Any) -> None:
         progress_interval=kwargs["progress_interval"],
         argv=list(_ARGV),
     )
-    _execute(lambda: run_batch_command(settings, options), settings=settings)
+    execute(lambda: run_batch_command(settings, options), settings=settings)
 
 
 @cli.command()
@@ -482,7 +275,7 @@ def status(ids: Sequence[str], **kwargs: Any) -> None:
     configure_logging(settings.verbose)
     from ._single import run_status
 
-    _execute(lambda: run_status(settings, ids), settings=settings)
+    execute(lambda: run_status(settings, ids), settings=settings)
 
 
 @cli.command()
@@ -510,7 +303,7 @@ def download(generation_id: str, **kwargs: Any) -> None:
     _refuse_existing(kwargs["output"], kwargs["overwrite"])
     from ._single import run_download
 
-    _execute(
+    execute(
         lambda: run_download(
             settings,
             generation_id,
@@ -521,108 +314,6 @@ def download(generation_id: str, **kwargs: Any) -> None:
         ),
         settings=settings,
     )
-
-
-class _EmulatorCommand(click.Command):
-    """``veo-async emulator``: click options made from the emulator's own argument parser.
-
-    The options are defined once, in ``veo_async.emulator`` (``python -m veo_async.emulator``
-    takes the same ones); they are read lazily, so other commands never import the emulator.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._loaded = False
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        """The emulator's options (none when its extra is not installed)."""
-        if not self._loaded:
-            self._loaded = True
-            self.params = _emulator_options()
-        return super().get_params(ctx)
-
-
-def _emulator_options() -> list[click.Parameter]:
-    try:
-        from ..emulator._cli import build_parser
-    except ImportError:
-        return []
-    import argparse
-
-    params: list[click.Parameter] = []
-    for action in build_parser("veo-async emulator")._actions:
-        if isinstance(action, argparse._HelpAction) or not action.option_strings:
-            continue
-        multiple = isinstance(action, argparse._AppendAction)
-        kind: Any = {int: click.INT, float: click.FLOAT}.get(action.type, click.STRING)  # type: ignore[call-overload]
-        if action.choices:
-            kind = click.Choice(list(action.choices))
-        elif callable(action.type) and action.type not in (int, float, str):
-            kind = _ArgparseType(action.type)
-        text = action.help or ""
-        params.append(
-            click.Option(
-                [action.option_strings[-1], action.dest],
-                type=kind,
-                multiple=multiple,
-                default=() if multiple else action.default,
-                metavar=action.metavar,
-                help=text[:1].upper() + text[1:] + ".",
-            )
-        )
-    return params
-
-
-class _ArgparseType(click.ParamType):  # type: ignore[type-arg]
-    """Checks a value with an argparse ``type=`` function; keeps the text (a usage error)."""
-
-    name = "text"
-
-    def __init__(self, check: Callable[[str], Any]) -> None:
-        self.check = check
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """Return ``value`` unchanged if ``check`` accepts it."""
-        import argparse
-
-        try:
-            self.check(value)
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            self.fail(str(exc), param, ctx)
-        return value
-
-
-def _emulator_argv(values: dict[str, Any]) -> list[str]:
-    """The emulator's argv for the parsed click values (``--flag value``; repeatable ones)."""
-    argv: list[str] = []
-    for name, value in values.items():
-        flag = "--" + name.replace("_", "-")
-        for item in value if isinstance(value, tuple) else (value,):
-            if item is not None:
-                argv += [flag, str(item)]
-    return argv
-
-
-@cli.command(cls=_EmulatorCommand)
-def emulator(**kwargs: Any) -> None:
-    """Run the local API emulator server (no key, no cost, time-compressed).
-
-    It prints `veo-async emulator listening on http://HOST:PORT` and serves until Ctrl-C.
-    Point the SDK or the other commands at it with AIMLAPI_BASE_URL (or --base-url) and,
-    when it runs with --time-scale S, the same S as VEO_ASYNC_TIME_SCALE (or --time-scale).
-
-    \b
-    Example:
-        veo-async emulator --port 8765 --time-scale 0.05
-        AIMLAPI_BASE_URL=http://127.0.0.1:8765 AIMLAPI_KEY=anything \\
-          veo-async batch examples/prompts.txt --out out/demo --time-scale 0.05
-    """
-    try:
-        from ..emulator import main as emulator_main
-    except ImportError:
-        echo_err("error: the emulator needs its extra: pip install 'veo-async[emulator]'")
-        sys.exit(EXIT_USAGE)
-    sys.exit(emulator_main(_emulator_argv(kwargs), prog="veo-async emulator"))
 
 
 @cli.command()
@@ -643,8 +334,10 @@ def models(**kwargs: Any) -> None:
         click.echo(f"{row['model']:<48} {', '.join(row['fields'])}")
 
 
+from ._emulator import emulator as _emulator_command  # noqa: E402 - `veo-async emulator`
 from ._report import report as _report_command  # noqa: E402 - `veo-async report`
 
+cli.add_command(_emulator_command)
 cli.add_command(_report_command)
 
 

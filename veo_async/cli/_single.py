@@ -228,7 +228,7 @@ def _lookup_notes(settings: Settings, errors: list[VeoError]) -> None:
     for hint in sorted(h for h in hints if h is not None):
         echo_err(f"error: {hint}")
     if settings.emulate and any(isinstance(exc, NotFoundError) for exc in errors):
-        from ._app import EMULATE_FORGETS
+        from ._errors import EMULATE_FORGETS
 
         echo_err(f"note: {EMULATE_FORGETS}")
 
