@@ -97,7 +97,7 @@ def test_python_dash_m_runs_the_command() -> None:
 
 
 def test_emulator_subcommand_passes_arguments_through() -> None:
-    """`veo-async emulator --help` is the emulator's own argparse help (options defined once)."""
+    """`veo-async emulator` takes the emulator parser's options (defined once) as click options."""
     result = _run(["emulator", "--help"])
     assert result.exit_code == 0
     assert "--time-scale" in result.output and "--fault" in result.output

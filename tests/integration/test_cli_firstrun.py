@@ -420,3 +420,21 @@ def test_emulator_help_looks_like_the_other_commands() -> None:
     bad = _cli("emulator", "--fault", "nonsense=1")
     _no_traceback(bad)
     assert bad.returncode == 2 and "KIND=RATE" in bad.stderr
+
+
+def test_verbose_log_lines_carry_the_generation_id(tmp_path: Path) -> None:
+    """-v: each job event is a log line with the input, its line and its generation id; the
+    key never appears."""
+    prompts = _prompts(tmp_path, ["a red fox", "an owl"])
+    out = tmp_path / "o"
+    result = _cli("batch", str(prompts), "--out", str(out), "--emulate", "-v")
+    assert result.returncode == 0, result.stderr
+    assert KEY not in result.stderr
+    for entry in _manifest(out):
+        gid = entry["generation_id"]
+        assert f"submitted input={entry['line'] - 2} line={entry['line']} generation_id={gid}" in (
+            result.stderr
+        )
+        assert f"succeeded input={entry['line'] - 2} line={entry['line']} generation_id={gid}" in (
+            result.stderr
+        )

@@ -170,7 +170,6 @@ class JournalObserver(NullObserver):
         self.events = events
         self.limiter = anyio.CapacityLimiter(1)
         self.on_change: Callable[[], None] = lambda: None
-        self.polls: Counter[int] = Counter()
         self._started: set[int] = set()
 
     async def call(self, func: Callable[..., _T], *args: Any) -> _T:
@@ -227,7 +226,7 @@ class JournalObserver(NullObserver):
         """Record how the input ended (with its status-request count) and log the event."""
         key = journal_key(result.key)
         try:
-            state = await self.call(record_result, self.journal, result, self.polls[result.index])
+            state = await self.call(record_result, self.journal, result, result.polls)
         finally:
             self.stop.done(result.index)
         self.stats.ended[state.value] += 1
@@ -244,7 +243,7 @@ class JournalObserver(NullObserver):
             state=state.value,
             error=str(error) if error is not None else None,
             credits=generation.credits_used if generation is not None else None,
-            polls=self.polls[result.index],
+            polls=result.polls,
         )
         self._changed()
 
@@ -253,10 +252,8 @@ class JournalObserver(NullObserver):
         if event in (JobEvent.SUCCEEDED, JobEvent.FAILED):
             return  # logged by on_result, which knows the error and the journal state
         key = journal_key(self.items[index].key)
-        if event is JobEvent.STATUS:
-            self.polls[index] += 1
-            if generation is not None:
-                self._note_started(key, generation)
+        if event is JobEvent.STATUS and generation is not None:
+            self._note_started(key, generation)
         self.events.write(
             event.value,
             *self._where(key),
