@@ -178,7 +178,7 @@ def test_credit_budget_refuses_before_anything_is_sent(
     tmp_path: Path, server: EmulatorServer
 ) -> None:
     """--credit-budget under the estimate: exit 2 with the figures, the server saw no create;
-    at or over the estimate the batch runs."""
+    at or over the estimate the batch runs; a rerun with nothing left to submit is not refused."""
     prompts = _prompts(tmp_path, ["a red fox", "an owl"])
     total = 2 * estimate_credits(build_request("x", model="veo2"))
     low = str(total - 1)
@@ -209,6 +209,17 @@ def test_credit_budget_refuses_before_anything_is_sent(
         *_remote(server),
     )
     assert ok.returncode == 0, ok.stderr
+    assert _creates(server) == 2
+    resume = _cli(
+        "batch",
+        str(prompts),
+        "--out",
+        str(tmp_path / "o"),
+        "--credit-budget",
+        low,
+        *_remote(server),
+    )
+    assert resume.returncode == 0, resume.stderr  # nothing left to submit: nothing to refuse
     assert _creates(server) == 2
 
 

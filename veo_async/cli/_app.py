@@ -187,8 +187,8 @@ def generate(prompt: str, **kwargs: Any) -> None:
     "--credit-budget",
     type=FiniteFloat(min=0.0),
     metavar="CREDITS",
-    help="Refuse (before sending anything) a batch whose estimated cost is over CREDITS, "
-    "and stop submitting once the credits spent would pass it.",
+    help="Refuse (before sending anything) a run whose submissions are estimated over "
+    "CREDITS, and stop submitting once the credits this run spends would pass it.",
 )
 @click.option(
     "--events",

@@ -239,8 +239,11 @@ def _resume_options(settings: Settings, options: BatchOptions) -> ResumeOptions:
 
 
 def _run_settings(options: BatchOptions, plan: Plan) -> RunSettings:
-    cost = estimate([item for item, _ in plan.submit] or plan.inputs)
-    _check_budget(cost, options.credit_budget, "what this run would submit")
+    budget = options.credit_budget
+    if budget is not None:
+        # Only what this run submits is checked (a resume that only polls pays nothing more);
+        # the guard's per-job estimate is the largest over all the inputs.
+        _check_budget(estimate([item for item, _ in plan.submit]), budget, "what this run submits")
     return RunSettings(
         concurrency=options.concurrency,
         rate=options.rate,
@@ -248,7 +251,7 @@ def _run_settings(options: BatchOptions, plan: Plan) -> RunSettings:
         job_timeout=options.job_timeout,
         max_generations=options.max_generations,
         credit_budget=options.credit_budget,
-        estimated_credits_per_job=cost.largest if options.credit_budget is not None else None,
+        estimated_credits_per_job=estimate(plan.inputs).largest if budget is not None else None,
         progress_interval=options.progress_interval,
         live=stderr_is_tty(),
     )

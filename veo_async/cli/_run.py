@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -289,13 +290,17 @@ async def refresh_manifest(journal: Journal, path: Path, limiter: anyio.Capacity
 
 async def _keep_manifest(journal: Journal, stats: RunStats, limiter: anyio.CapacityLimiter) -> None:
     """While the run goes on, rewrite the manifest when something changed (crash insurance)."""
-    seen = stats.changes
+    seen, interval = stats.changes, MANIFEST_INTERVAL
     while True:
-        await anyio.sleep(MANIFEST_INTERVAL)
+        await anyio.sleep(interval)
         if stats.changes != seen:
             seen = stats.changes
+            started = time.monotonic()
             with contextlib.suppress(JournalError):  # the final write reports it
                 await refresh_manifest(journal, journal.folder / MANIFEST_NAME, limiter)
+            # A big journal takes longer to write: keep the rewrites under 5% of the time
+            # the journal's writer is busy, so creates are never held up by the manifest.
+            interval = max(MANIFEST_INTERVAL, 20 * (time.monotonic() - started))
 
 
 async def _watch_signals(stop: StopControl, tg: anyio.abc.TaskGroup) -> None:
