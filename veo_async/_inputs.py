@@ -32,9 +32,8 @@ CLI's ``--allow-media-outside``): an input file from elsewhere cannot make a req
 from __future__ import annotations
 
 import base64
-import csv
+import difflib
 import hashlib
-import io
 import json
 import mimetypes
 import types
@@ -44,7 +43,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from ._exceptions import RequestValidationError, VeoError
+from ._exceptions import RequestValidationError
+from ._input_formats import (
+    InputError,
+    InputFormat,
+    InputProblem,
+    Sniffed,
+    _Record,
+    detect_format,
+    read_records,
+    sniff_format,
+)
 from ._models import MODEL_REQUESTS, VideoRequest, build_request
 
 __all__ = [
@@ -55,6 +64,8 @@ __all__ = [
     "ParsedInput",
     "Sniffed",
     "body_hash",
+    "check_model",
+    "describe_field_error",
     "convert_text_value",
     "detect_format",
     "load_inputs",
@@ -66,68 +77,11 @@ __all__ = [
     "sniff_format",
 ]
 
-InputFormat = Literal["txt", "jsonl", "csv", "tsv"]
-
 #: Request fields that take an image or a video: a URL, a data URI, or a local file path.
 MEDIA_FIELDS = frozenset(
     {"image_url", "tail_image_url", "last_image_url", "image_urls", "video_url"}
 )
-_SUFFIXES: Mapping[str, InputFormat] = {
-    ".txt": "txt",
-    ".text": "txt",
-    ".prompts": "txt",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-}
-#: Suffixes whose name is trusted; every other file (``.txt`` too) is sniffed by content.
-_TRUSTED_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv", ".tsv", ".tab"})
-#: Cell separators a header row may use, in order of preference.
-_DELIMITERS = (",", "\t", ";", "|")
-#: Every request field name any model knows (a header naming these is a CSV header).
-_KNOWN_FIELDS = frozenset(name for cls in MODEL_REQUESTS.values() for name in cls.model_fields) | {
-    "model",
-    "prompt",
-    "extra_body",
-}
 _MAX_MEDIA_BYTES = 50 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class InputProblem:
-    """One problem in an input file: where (file and line) and what."""
-
-    source: str
-    """The file name as given (``<stdin>`` for standard input)."""
-    line: int | None
-    """1-based line number, or ``None`` for problems with the whole file."""
-    message: str
-    """What is wrong."""
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.message}"
-
-
-class InputError(VeoError):
-    """An input file cannot be used; ``problems`` lists every problem found (file, line)."""
-
-    def __init__(self, problems: Sequence[InputProblem]) -> None:
-        self.problems = list(problems)
-        count = len(self.problems)
-        head = "\n".join(f"  {p}" for p in self.problems[:50])
-        more = f"\n  ... and {count - 50} more" if count > 50 else ""
-        noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{count} {noun} in the input; nothing was submitted:\n{head}{more}")
-
-
-@dataclass(frozen=True)
-class _Record:
-    line: int
-    fields: dict[str, Any]
-    text_values: bool  # values came from text (txt/csv) and may need type conversion
 
 
 @dataclass(frozen=True)
@@ -138,250 +92,6 @@ class ParsedInput:
     """1-based line number in the input file (where the record starts)."""
     request: VideoRequest
     """The validated request."""
-
-
-# --------------------------------------------------------------------------- formats
-
-
-@dataclass(frozen=True)
-class Sniffed:
-    """The format of an input as decided from its name and content."""
-
-    format: InputFormat
-    """``txt``, ``jsonl``, ``csv`` or ``tsv``."""
-    delimiter: str
-    """The cell separator for ``csv``/``tsv`` (``,`` ``\\t`` ``;`` ``|``); ``,`` otherwise."""
-    reason: str
-    """Why, in words (``"the .jsonl suffix"``, ``"a header with a prompt column"``, ...)."""
-
-
-def _content_lines(text: str) -> list[tuple[int, str]]:
-    """``(line number, stripped text)`` of the lines that are neither blank nor comments."""
-    out = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if stripped and not stripped.startswith("#"):
-            out.append((number, stripped))
-    return out
-
-
-def _header_cells(line: str, delimiter: str) -> list[str]:
-    try:
-        row = next(csv.reader([line], delimiter=delimiter), [])
-    except csv.Error:
-        return []
-    return [cell.strip() for cell in row]
-
-
-def _header_delimiter(line: str, prefer: str = ",") -> str | None:
-    """The delimiter under which ``line`` is a header with a ``prompt`` column, if any."""
-    for delimiter in (prefer, *_DELIMITERS):
-        cells = _header_cells(line, delimiter)
-        if "prompt" in cells and (len(cells) > 1 or line.strip() == "prompt"):
-            return delimiter
-    return None
-
-
-def _looks_like_header(line: str) -> tuple[str, list[str]] | None:
-    """A delimiter and cells when ``line`` names request fields (any case) but no ``prompt``."""
-    for delimiter in _DELIMITERS:
-        cells = _header_cells(line, delimiter)
-        if len(cells) < 2:
-            continue
-        known = [c for c in cells if c.lower() in _KNOWN_FIELDS]
-        if known and all(
-            len(c) <= 40 and c.replace("_", "").replace(" ", "").isalnum() for c in cells
-        ):
-            return delimiter, cells
-    return None
-
-
-def _json_value(line: str) -> tuple[bool, Any]:
-    try:
-        return True, json.loads(line)
-    except (json.JSONDecodeError, RecursionError):
-        return False, None
-
-
-def _ambiguous(source: str, line: int | None, message: str) -> InputError:
-    return InputError([InputProblem(source, line, message)])
-
-
-def sniff_format(source: str, name: str, text: str) -> Sniffed:
-    """Decide the format of an input from its file name and content (see the module docs).
-
-    ``source`` names the input in errors, ``name`` is its file name (``""`` for stdin).
-    Raises :class:`InputError` (file, line, and the ``--format`` to pass) when the content
-    could be read more than one way.
-    """
-    suffix = Path(name).suffix.lower() if name else ""
-    lines = _content_lines(text.removeprefix("\ufeff"))
-    if suffix in _TRUSTED_SUFFIXES:
-        named = _SUFFIXES[suffix]
-        if named in ("csv", "tsv"):
-            head = lines[0][1] if lines else ""
-            default = "\t" if named == "tsv" else ","
-            sep = _header_delimiter(head, default) or default
-            return Sniffed("tsv" if sep == "\t" else "csv", sep, f"the {suffix} suffix")
-        return Sniffed(named, ",", f"the {suffix} suffix")
-    if not lines:
-        return Sniffed("txt", ",", "no content")
-    number, first = lines[0]
-    delimiter = _header_delimiter(first)
-    if delimiter is not None:
-        kind: InputFormat = "tsv" if delimiter == "\t" else "csv"
-        return Sniffed(kind, delimiter, "a header row with a prompt column")
-    if first[0] in '{["':
-        ok, value = _json_value(first)
-        if ok and isinstance(value, (dict, str)):
-            return Sniffed("jsonl", ",", "a JSON value on the first line")
-        what = "is not valid JSON" if not ok else f"is a JSON {type(value).__name__}"
-        if first[0] == "{" or ok:
-            raise _ambiguous(
-                source,
-                number,
-                f"this looks like JSON Lines but {what}; fix the line and pass --format jsonl "
-                "(or pass --format txt to send every line, braces and all, as a prompt)",
-            )
-    header = _looks_like_header(first)
-    if header is not None:
-        sep, cells = header
-        label = "TSV" if sep == "\t" else "CSV"
-        raise _ambiguous(
-            source,
-            number,
-            f"this looks like a {label} header ({', '.join(cells)}) but has no 'prompt' column; "
-            f"name the prompt column 'prompt' (and pass --format {label.lower()}), or pass "
-            "--format txt to send every line, this one too, as a prompt",
-        )
-    for number, stripped in lines:
-        if "\t" in stripped:
-            raise _ambiguous(
-                source,
-                number,
-                "a tab inside a prompt line: is this a TSV file without a 'prompt' header? "
-                "Add a header row with a 'prompt' column (--format tsv), or pass --format txt "
-                "to send each line, tabs included, as a prompt",
-            )
-        if stripped.startswith("{") and stripped.endswith("}"):
-            ok, value = _json_value(stripped)
-            if ok and isinstance(value, dict):
-                raise _ambiguous(
-                    source,
-                    number,
-                    "a JSON object among text prompts: pass --format jsonl if every line is "
-                    "JSON (fix the others), or --format txt to send this line as a prompt",
-                )
-    return Sniffed("txt", ",", "plain text lines")
-
-
-def detect_format(name: str, text: str | None = None) -> InputFormat:
-    """The format of an input named ``name`` with content ``text`` (see :func:`sniff_format`)."""
-    return sniff_format(name or "<stdin>", name, text or "").format
-
-
-def read_records(
-    source: str, text: str, fmt: InputFormat, delimiter: str | None = None
-) -> tuple[list[_Record], list[InputProblem]]:
-    """Split ``text`` into raw records with line numbers; malformed lines become problems."""
-    if fmt == "txt":
-        return _read_txt(text), []
-    if fmt == "jsonl":
-        return _read_jsonl(source, text)
-    if delimiter is None:
-        first = next(iter(_content_lines(text)), (0, ""))[1]
-        default = "\t" if fmt == "tsv" else ","
-        delimiter = _header_delimiter(first, default) or default
-    return _read_csv(source, text, delimiter)
-
-
-def _read_txt(text: str) -> list[_Record]:
-    records = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        prompt = raw.strip()
-        if not prompt or prompt.startswith("#"):
-            continue
-        records.append(_Record(number, {"prompt": prompt}, text_values=True))
-    return records
-
-
-def _read_jsonl(source: str, text: str) -> tuple[list[_Record], list[InputProblem]]:
-    records: list[_Record] = []
-    problems: list[InputProblem] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            value = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            problems.append(InputProblem(source, number, f"not valid JSON: {exc.msg}"))
-            continue
-        if isinstance(value, str):
-            value = {"prompt": value}
-        if not isinstance(value, dict):
-            problems.append(
-                InputProblem(source, number, f"expected a JSON object, got {type(value).__name__}")
-            )
-            continue
-        records.append(_Record(number, value, text_values=False))
-    return records, problems
-
-
-def _read_csv(
-    source: str, text: str, delimiter: str = ","
-) -> tuple[list[_Record], list[InputProblem]]:
-    records: list[_Record] = []
-    problems: list[InputProblem] = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header: list[str] | None = None
-    last_line = 0
-    try:
-        for row in reader:
-            start, last_line = last_line + 1, reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if header is None:
-                if row[0].lstrip().startswith("#"):
-                    continue  # a comment before the header
-                header = [cell.strip() for cell in row]
-                seen: set[str] = set()
-                for name in header:
-                    if not name:
-                        problems.append(InputProblem(source, start, "empty column name in header"))
-                    elif name in seen:
-                        problems.append(InputProblem(source, start, f"duplicate column {name!r}"))
-                    seen.add(name)
-                if "prompt" not in header:
-                    hint = (
-                        " (column names are case-sensitive: name it 'prompt')"
-                        if any(name.lower() == "prompt" for name in header)
-                        else "; pass --format txt if this is a list of prompts"
-                    )
-                    problems.append(
-                        InputProblem(source, start, f"the header row has no 'prompt' column{hint}")
-                    )
-                continue
-            if row[0].lstrip().startswith("#"):
-                continue
-            if len(row) > len(header):
-                problems.append(
-                    InputProblem(
-                        source, start, f"{len(row)} cells but the header has {len(header)} columns"
-                    )
-                )
-                continue
-            fields = {
-                name: cell
-                for name, cell in zip(header, row, strict=False)
-                if name and cell.strip() != ""
-            }
-            records.append(_Record(start, fields, text_values=True))
-    except csv.Error as exc:
-        problems.append(InputProblem(source, last_line + 1, f"malformed CSV: {exc}"))
-    if header is None:
-        problems.append(InputProblem(source, None, "empty CSV file (no header row)"))
-    return records, problems
 
 
 # --------------------------------------------------------------------------- values
@@ -510,32 +220,55 @@ def _resolve_media(
 # --------------------------------------------------------------------------- loading
 
 
+def check_model(model: str) -> None:
+    """Raise :class:`RequestValidationError` for a model id the SDK does not know.
+
+    The error entry carries the id (``received``) and the known ids (``allowed``), so
+    :func:`describe_field_error` can suggest the closest one.
+    """
+    if model in MODEL_REQUESTS:
+        return
+    known = sorted(MODEL_REQUESTS)
+    raise RequestValidationError(
+        f"unknown model {model!r}; known models: {', '.join(known)}",
+        errors=[
+            {"field": "model", "message": "unknown model", "received": model, "allowed": known}
+        ],
+    )
+
+
+def describe_field_error(err: Mapping[str, Any]) -> str:
+    """One validation problem as text: the field, what is wrong, the value, what is allowed.
+
+    An unknown model names the closest known one and lists them all; allowed values are
+    listed once (not when the message already names them).
+    """
+    field = err.get("field", "?")
+    message = str(err.get("message", "invalid"))
+    allowed = err.get("allowed")
+    if field == "model" and allowed:
+        received = str(err.get("received", ""))
+        close = difflib.get_close_matches(received, [str(a) for a in allowed], n=1, cutoff=0.5)
+        text = f"model: unknown model {received!r}" if received else "model: unknown model"
+        if close:
+            text += f"; did you mean {close[0]!r}?"
+        return text + f" Known models: {', '.join(map(str, allowed))} (see `veo-async models`)"
+    text = f"{field}: {message}"
+    if "received" in err:
+        text += f" (got {err['received']!r})"
+    if allowed and not all(repr(a) in message or str(a) in message for a in allowed):
+        text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
+    return text
+
+
 def _describe(exc: RequestValidationError) -> str:
     if not exc.errors:
         return exc.message
-    parts = []
-    for err in exc.errors:
-        text = f"{err.get('field', '?')}: {err.get('message', 'invalid')}"
-        if "received" in err:
-            text += f" (got {err['received']!r})"
-        allowed = err.get("allowed")
-        if allowed and err.get("field") != "model":
-            text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
-        elif allowed:
-            text += "; see `veo-async models`" if len(allowed) > 8 else f"; allowed: {allowed}"
-        parts.append(text)
-    return "; ".join(parts)
+    return "; ".join(describe_field_error(err) for err in exc.errors)
 
 
-def _build(
-    record: _Record,
-    defaults: Mapping[str, Any],
-    extra_body: Mapping[str, Any] | None,
-    base_dir: Path,
-    confine_to: Path | None,
-) -> VideoRequest:
-    fields = {k: v for k, v in defaults.items() if v is not None}
-    row = dict(record.fields)
+def _row_model(row: dict[str, Any], fields: dict[str, Any]) -> str:
+    """The model of a row: its own ``model``, else the default; checked to be known."""
     model = row.pop("model", None)
     if model is None:
         model = fields.pop("model", "veo2")
@@ -547,29 +280,30 @@ def _build(
             errors=[{"field": "model", "message": "must be a non-empty string"}],
         )
     model = model.strip()
+    check_model(model)
+    return model
+
+
+def _row_extra(row: dict[str, Any], text_values: bool) -> dict[str, Any] | None:
+    """A row's own ``extra_body``: an object (from text cells: a JSON object)."""
     row_extra = row.pop("extra_body", None)
-    if record.text_values:
-        if isinstance(row_extra, str):
-            try:
-                row_extra = json.loads(row_extra)
-            except json.JSONDecodeError:
-                raise RequestValidationError(
-                    "extra_body must be a JSON object",
-                    errors=[{"field": "extra_body", "message": "must be a JSON object"}],
-                ) from None
-        row = {
-            k: (convert_text_value(model, k, v) if isinstance(v, str) and k != "prompt" else v)
-            for k, v in row.items()
-        }
+    if text_values and isinstance(row_extra, str):
+        try:
+            row_extra = json.loads(row_extra)
+        except json.JSONDecodeError:
+            raise RequestValidationError(
+                "extra_body must be a JSON object",
+                errors=[{"field": "extra_body", "message": "must be a JSON object"}],
+            ) from None
     if row_extra is not None and not isinstance(row_extra, dict):
         raise RequestValidationError(
             "extra_body must be an object",
             errors=[{"field": "extra_body", "message": "must be a JSON object"}],
         )
-    # Only the row's own media paths come from the input file; defaults were resolved by the
-    # caller (a --image flag is the user's own choice and may point anywhere).
-    fields.update(_resolve_media(row, base_dir, confine_to))
-    merged_extra = {**(extra_body or {}), **(row_extra or {})} or None
+    return row_extra
+
+
+def _prompt_of(fields: dict[str, Any]) -> str:
     prompt = fields.pop("prompt", None)
     if prompt is None:
         raise RequestValidationError(
@@ -580,6 +314,30 @@ def _build(
             "prompt must be text",
             errors=[{"field": "prompt", "message": f"must be text, got {type(prompt).__name__}"}],
         )
+    return prompt
+
+
+def _build(
+    record: _Record,
+    defaults: Mapping[str, Any],
+    extra_body: Mapping[str, Any] | None,
+    base_dir: Path,
+    confine_to: Path | None,
+) -> VideoRequest:
+    fields = {k: v for k, v in defaults.items() if v is not None}
+    row = dict(record.fields)
+    model = _row_model(row, fields)
+    row_extra = _row_extra(row, record.text_values)
+    if record.text_values:
+        row = {
+            k: (convert_text_value(model, k, v) if isinstance(v, str) and k != "prompt" else v)
+            for k, v in row.items()
+        }
+    # Only the row's own media paths come from the input file; defaults were resolved by the
+    # caller (a --image flag is the user's own choice and may point anywhere).
+    fields.update(_resolve_media(row, base_dir, confine_to))
+    merged_extra = {**(extra_body or {}), **(row_extra or {})} or None
+    prompt = _prompt_of(fields)
     return build_request(prompt, model=model, extra_body=merged_extra, **fields)
 
 

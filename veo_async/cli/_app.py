@@ -4,168 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import click
 
-from .._exceptions import ConfigurationError, RequestValidationError, VeoError
-from .._inputs import MEDIA_FIELDS, media_to_data_uri, parse_field_assignment
-from .._journal import JournalError, disk_problem
+from .._exceptions import RequestValidationError
+from .._inputs import (
+    MEDIA_FIELDS,
+    check_model,
+    media_to_data_uri,
+)
 from .._models import MODEL_REQUESTS, VideoRequest, build_request
 from ._common import (
-    EXIT_FAILED,
+    ARGV,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    CliError,
     FiniteFloat,
     common_options,
     configure_logging,
     echo_err,
     settings_from,
 )
+from ._errors import execute
+from ._options import describe_validation, flag_for, request_fields, request_options
 
 __all__ = ["cli", "run"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-#: Request fields that ``--field`` may not set: they have their own place on the command line.
-_FIELD_REFUSED = {
-    "prompt": "the prompt comes from the PROMPT argument (generate) or the input file (batch)",
-    "model": "use --model (batch: or a model column in the input file)",
-    "extra_body": "pass each extra field as its own --field KEY=VALUE",
-}
-
-#: Request flags shared by ``generate`` and ``batch`` (as defaults there): (flag name, field).
-_REQUEST_FLAGS = (
-    ("duration", "duration"),
-    ("aspect_ratio", "aspect_ratio"),
-    ("seed", "seed"),
-    ("negative_prompt", "negative_prompt"),
-    ("enhance_prompt", "enhance_prompt"),
-    ("image", "image_url"),
-    ("tail_image", "tail_image_url"),
-    ("last_image", "last_image_url"),
-    ("resolution", "resolution"),
-    ("generate_audio", "generate_audio"),
-)
-
-
-def request_options(func: _F) -> _F:
-    """Add the request-field flags (model, duration, ..., --field KEY=VALUE)."""
-    options = [
-        click.option(
-            "-m",
-            "--model",
-            metavar="MODEL",
-            help="Model id (default veo2, or veo2/image-to-video with --image); "
-            "see `veo-async models`.",
-        ),
-        click.option(
-            "--duration", type=int, help="Clip length in seconds (veo2: 5-8; veo3: 4/6/8)."
-        ),
-        click.option("--aspect-ratio", metavar="RATIO", help="16:9 or 9:16."),
-        click.option("--seed", type=int, help="Seed for similar results across runs."),
-        click.option("--negative-prompt", metavar="TEXT", help="What to avoid in the video."),
-        click.option(
-            "--enhance-prompt/--no-enhance-prompt",
-            default=None,
-            help="Let the service rewrite the prompt (server default: on).",
-        ),
-        click.option(
-            "--image",
-            metavar="URL|FILE",
-            help="First frame for image-to-video: a URL or a local file (sent as a data URI).",
-        ),
-        click.option("--tail-image", metavar="URL|FILE", help="Last frame (veo2/image-to-video)."),
-        click.option(
-            "--last-image", metavar="URL|FILE", help="Last frame (Veo 3.1 first/last frame)."
-        ),
-        click.option("--resolution", metavar="RES", help="720p/1080p (Veo 3.x; see the model)."),
-        click.option(
-            "--generate-audio/--no-generate-audio",
-            default=None,
-            help="Generate an audio track (Veo 3.x; server default: on).",
-        ),
-        click.option(
-            "--field",
-            "fields",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Any other body field (VALUE parsed as JSON when it is JSON). Repeatable. A "
-            "field the model knows (e.g. person_generation) is validated like its flag (batch: "
-            "as a default, a row's own value wins); an unknown one is sent as-is. prompt and "
-            "model are refused.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def request_fields(kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-    """Pop the request flags: ``(model, fields, extra_body)`` (media paths still unresolved).
-
-    ``--field KEY=VALUE``: ``prompt``/``model`` are refused (they would silently replace
-    every input's own value after validation); a field some model knows becomes a validated
-    request field like its flag (refused when its flag is given too); any other key goes to
-    ``extra_body`` and is sent as-is.
-    """
-    model = kwargs.pop("model")
-    fields: dict[str, Any] = {}
-    for flag, name in _REQUEST_FLAGS:
-        value = kwargs.pop(flag)
-        if value is not None:
-            fields[name] = value
-    known = {name for cls in MODEL_REQUESTS.values() for name in cls.model_fields}
-    extra: dict[str, Any] = {}
-    for text in kwargs.pop("fields"):
-        try:
-            key, value = parse_field_assignment(text)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--field") from None
-        if key in _FIELD_REFUSED:
-            raise click.BadParameter(
-                f"--field {key}=... is not allowed: {_FIELD_REFUSED[key]}", param_hint="--field"
-            )
-        if key in known:
-            if key in fields:
-                raise click.BadParameter(
-                    f"{key} is given twice (as {_flag_for(key)} and as --field {key}=...)",
-                    param_hint="--field",
-                )
-            fields[key] = value
-        else:
-            extra[key] = value
-    if model is None and "image_url" in fields:
-        model = "veo2/image-to-video"
-    return model, fields, extra
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
-    lines = []
-    for err in exc.errors:
-        text = f"  {err.get('field')}: {err.get('message')}"
-        if "received" in err:
-            text += f" (got {err['received']!r})"
-        allowed = err.get("allowed")
-        if allowed and err.get("field") != "model":
-            text += f"; allowed: {', '.join(repr(a) for a in allowed)}"
-        lines.append(text)
-    if not lines:
-        return exc.message
-    return "invalid request:\n" + "\n".join(lines)
-
-
-def _flag_for(field: str) -> str:
-    for flag, name in _REQUEST_FLAGS:
-        if name == field:
-            return "--" + flag.replace("_", "-")
-    return field
 
 
 def _refuse_existing(output: Path | None, overwrite: bool) -> None:
@@ -173,55 +39,6 @@ def _refuse_existing(output: Path | None, overwrite: bool) -> None:
     if output is not None and not overwrite and output.exists() and not output.is_dir():
         echo_err(f"error: {output} exists; pass --overwrite to replace it (nothing was sent)")
         sys.exit(EXIT_USAGE)
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single error inside (nested) exception groups from task groups, else ``exc``."""
-    while True:
-        inner = getattr(exc, "exceptions", None)
-        if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-            exc = inner[0]
-        else:
-            return exc
-
-
-def _execute(job: Callable[[], Awaitable[int]], hint: Any = None) -> None:
-    """Run ``job`` on asyncio and exit with its code; print errors without tracebacks."""
-    try:
-        code = anyio.run(job, backend="asyncio")
-    except BaseException as raw:
-        exc = _unwrap(raw)
-        if isinstance(exc, CliError):
-            echo_err(f"error: {exc.message}")
-            code = exc.code
-        elif isinstance(exc, ConfigurationError):
-            echo_err(f"error: {exc}")
-            code = EXIT_USAGE
-        elif isinstance(exc, RequestValidationError):
-            echo_err(f"error: {_describe_validation(exc)}")
-            code = EXIT_USAGE
-        elif isinstance(exc, JournalError):
-            echo_err(f"error: {exc}")
-            code = EXIT_FAILED
-        elif isinstance(exc, VeoError):
-            from ._single import describe_error
-
-            echo_err(f"error: {describe_error(exc)}")
-            code = EXIT_FAILED
-        elif isinstance(exc, KeyboardInterrupt):
-            echo_err("")
-            echo_err(hint.message() if hint is not None else "Interrupted.")
-            code = EXIT_INTERRUPTED
-        elif isinstance(exc, sqlite3.Error):
-            echo_err(f"error: the batch journal failed: {exc}")
-            code = EXIT_FAILED
-        elif isinstance(exc, OSError):
-            where = Path(exc.filename).parent if exc.filename else Path.cwd()
-            echo_err(f"error: {disk_problem(where, exc)}")
-            code = EXIT_FAILED
-        else:
-            raise
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -266,19 +83,20 @@ def generate(prompt: str, **kwargs: Any) -> None:
         try:
             fields[name] = media_to_data_uri(fields[name], Path.cwd(), field=name)
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint=_flag_for(name)) from None
+            raise click.BadParameter(str(exc), param_hint=flag_for(name)) from None
     try:
+        check_model(model or "veo2")
         request: VideoRequest = build_request(
             prompt, model=model or "veo2", extra_body=extra or None, **fields
         )
     except RequestValidationError as exc:
-        echo_err(f"error: {_describe_validation(exc)}")
+        echo_err(f"error: {describe_validation(exc)}")
         sys.exit(EXIT_USAGE)
     _refuse_existing(kwargs["output"], kwargs["overwrite"])
     from ._single import InterruptHint, run_generate
 
     hint = InterruptHint()
-    _execute(
+    execute(
         lambda: run_generate(
             settings,
             request,
@@ -288,6 +106,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
             hint=hint,
         ),
         hint,
+        settings,
     )
 
 
@@ -364,7 +183,25 @@ def generate(prompt: str, **kwargs: Any) -> None:
     is_flag=True,
     help="Submit again the inputs whose generation failed (pays again).",
 )
-@click.option("--dry-run", is_flag=True, help="Validate the inputs and stop; nothing is sent.")
+@click.option(
+    "--credit-budget",
+    type=FiniteFloat(min=0.0),
+    metavar="CREDITS",
+    help="Refuse (before sending anything) a run whose submissions are estimated over "
+    "CREDITS, and stop submitting once the credits this run spends would pass it.",
+)
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Append one JSON line per job event (submitted, status, succeeded, failed, "
+    "downloaded, ...) with its time, input, generation id and request id.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Validate the inputs, print the estimated cost and stop; nothing is sent.",
+)
 @click.option(
     "--progress-interval",
     type=FiniteFloat(min=0.0, min_open=True),
@@ -417,6 +254,8 @@ def batch(prompts: str, **kwargs: Any) -> None:
         download_concurrency=kwargs["download_concurrency"],
         job_timeout=kwargs["job_timeout"],
         max_generations=kwargs["max_generations"],
+        credit_budget=kwargs["credit_budget"],
+        events=kwargs["events"],
         force=kwargs["force"],
         resubmit_uncertain=kwargs["resubmit_uncertain"],
         retry_failed=kwargs["retry_failed"],
@@ -424,7 +263,7 @@ def batch(prompts: str, **kwargs: Any) -> None:
         progress_interval=kwargs["progress_interval"],
         argv=list(_ARGV),
     )
-    _execute(lambda: run_batch_command(settings, options))
+    execute(lambda: run_batch_command(settings, options), settings=settings)
 
 
 @cli.command()
@@ -436,7 +275,7 @@ def status(ids: Sequence[str], **kwargs: Any) -> None:
     configure_logging(settings.verbose)
     from ._single import run_status
 
-    _execute(lambda: run_status(settings, ids))
+    execute(lambda: run_status(settings, ids), settings=settings)
 
 
 @cli.command()
@@ -464,7 +303,7 @@ def download(generation_id: str, **kwargs: Any) -> None:
     _refuse_existing(kwargs["output"], kwargs["overwrite"])
     from ._single import run_download
 
-    _execute(
+    execute(
         lambda: run_download(
             settings,
             generation_id,
@@ -473,22 +312,8 @@ def download(generation_id: str, **kwargs: Any) -> None:
             wait=kwargs["wait"],
             timeout=kwargs["timeout"],
         ),
+        settings=settings,
     )
-
-
-@cli.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def emulator(args: Sequence[str]) -> None:
-    """Run the local API emulator server (all options: veo-async emulator --help)."""
-    try:
-        from ..emulator import main as emulator_main
-    except ImportError:
-        echo_err("error: the emulator needs its extra: pip install 'veo-async[emulator]'")
-        sys.exit(EXIT_USAGE)
-    sys.exit(emulator_main(list(args), prog="veo-async emulator"))
 
 
 @cli.command()
@@ -509,12 +334,14 @@ def models(**kwargs: Any) -> None:
         click.echo(f"{row['model']:<48} {', '.join(row['fields'])}")
 
 
+from ._emulator import emulator as _emulator_command  # noqa: E402 - `veo-async emulator`
 from ._report import report as _report_command  # noqa: E402 - `veo-async report`
 
+cli.add_command(_emulator_command)
 cli.add_command(_report_command)
 
 
-_ARGV: list[str] = []
+_ARGV = ARGV
 
 
 def _exit_now(code: int) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,8 @@ __all__ = [
     "echo_err",
     "echo_json",
     "open_client",
+    "connection_hint",
+    "no_key_message",
     "read_api_key",
 ]
 
@@ -149,12 +152,37 @@ def settings_from(kwargs: dict[str, Any]) -> Settings:
     )
 
 
-_NO_KEY = (
-    "no API key. Set it in the environment:\n"
-    "    export AIMLAPI_KEY=<your key>\n"
-    "or put it in a file and pass --api-key-file PATH.\n"
-    "To try veo-async without a key (and without spending anything), add --emulate."
-)
+#: The command line being run (set by ``run``), for hints that name a command to type.
+ARGV: list[str] = []
+
+
+def no_key_message(argv: list[str] | None = None) -> str:
+    """The no-key error, with the same command plus ``--emulate`` to try without a key."""
+    argv = ARGV if argv is None else argv
+    if argv and "--emulate" not in argv:
+        example = shlex.join(["veo-async", *argv, "--emulate"])
+    else:
+        example = 'veo-async generate "a red fox running through snow" --emulate'
+    return (
+        "no API key. Set it in the environment:\n"
+        "    export AIMLAPI_KEY=<your key>\n"
+        "or put it in a file and pass --api-key-file PATH.\n"
+        "To try veo-async without a key (and without spending anything), add --emulate:\n"
+        f"    {example}"
+    )
+
+
+def connection_hint(exc: BaseException, settings: Settings) -> str | None:
+    """For a connection that could not be made: which URL, and is a server running there?"""
+    from .._exceptions import APIConnectionError
+
+    if settings.emulate or not isinstance(exc, APIConnectionError) or exc.request_sent:
+        return None
+    url = settings.target.rsplit(" ", 1)[0]
+    return (
+        f"could not connect to {url}. Is a server running there? Check --base-url (or "
+        "AIMLAPI_BASE_URL); to start a local emulator: veo-async emulator --port 8765"
+    )
 
 
 def _warn_if_shared(path: Path) -> None:
@@ -192,7 +220,7 @@ def read_api_key(api_key_file: Path | None) -> str:
         return key
     key = os.environ.get("AIMLAPI_KEY", "").strip()
     if not key:
-        raise CliError(_NO_KEY)
+        raise CliError(no_key_message())
     return key
 
 

@@ -13,16 +13,19 @@ import anyio
 from .._download import DownloadedVideo, safe_filename
 from .._exceptions import (
     GenerationFailedError,
+    NotFoundError,
     VeoError,
     WaitTimeoutError,
 )
 from .._inputs import redact_body
 from .._models import Generation, VideoRequest
+from .._pricing import format_credits
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     CliError,
     Settings,
+    connection_hint,
     echo_err,
     echo_json,
     open_client,
@@ -179,15 +182,17 @@ async def run_generate(
         )
     else:
         credits = (
-            f", {generation.credits_used:g} credits" if generation.credits_used is not None else ""
+            f", {format_credits(generation.credits_used)} credits"
+            if generation.credits_used is not None
+            else ""
         )
         echo_err(f"completed in {elapsed:.1f} s{credits} (id {generation.id})")
         echo_err(f"saved {video.size} bytes to {video.path}  (sha256 {video.sha256[:16]}...)")
     return EXIT_OK
 
 
-async def run_status(settings: Settings, ids: Sequence[str]) -> int:
-    """Look up each id once (concurrently) and print its status."""
+async def _look_up(settings: Settings, ids: Sequence[str]) -> dict[str, Generation | VeoError]:
+    """Each id's generation, or the error its lookup ended with (concurrently)."""
     results: dict[str, Generation | VeoError] = {}
     async with open_client(settings) as client:
 
@@ -200,33 +205,54 @@ async def run_status(settings: Settings, ids: Sequence[str]) -> int:
         async with anyio.create_task_group() as tg:
             for gid in ids:
                 tg.start_soon(one, gid)
-    failed = False
+    return results
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    """One line of ``status``: id, status, URL, credits, error."""
+    if "lookup_error" in row:
+        return f"{row['id']}  lookup failed: {row['lookup_error']}"
+    parts = [row["id"], row["status"]]
+    if row["video_url"]:
+        parts.append(row["video_url"])
+    if row["credits"] is not None:
+        parts.append(f"{format_credits(row['credits'])} credits")
+    if row["error"]:
+        parts.append(f"error: {row['error']}")
+    return "  ".join(str(p) for p in parts)
+
+
+def _lookup_notes(settings: Settings, errors: list[VeoError]) -> None:
+    """Explain lookups that failed for a reason the user can fix (no server, --emulate)."""
+    hints = {connection_hint(exc, settings) for exc in errors} - {None}
+    for hint in sorted(h for h in hints if h is not None):
+        echo_err(f"error: {hint}")
+    if settings.emulate and any(isinstance(exc, NotFoundError) for exc in errors):
+        from ._errors import EMULATE_FORGETS
+
+        echo_err(f"note: {EMULATE_FORGETS}")
+
+
+async def run_status(settings: Settings, ids: Sequence[str]) -> int:
+    """Look up each id once (concurrently) and print its status."""
+    results = await _look_up(settings, ids)
     rows: list[dict[str, Any]] = []
     for gid in ids:
         result = results[gid]
         if isinstance(result, Generation):
             rows.append(generation_json(result))
-            failed = failed or result.failed
         else:
-            failed = True
             rows.append({"id": gid, "status": None, "lookup_error": str(result)})
+    errors = [r for r in results.values() if isinstance(r, VeoError)]
+    _lookup_notes(settings, errors)
     if settings.json_output:
         echo_json(rows)
     else:
         import click
 
         for row in rows:
-            if "lookup_error" in row:
-                click.echo(f"{row['id']}  lookup failed: {row['lookup_error']}")
-                continue
-            parts = [row["id"], row["status"]]
-            if row["video_url"]:
-                parts.append(row["video_url"])
-            if row["credits"] is not None:
-                parts.append(f"{row['credits']:g} credits")
-            if row["error"]:
-                parts.append(f"error: {row['error']}")
-            click.echo("  ".join(str(p) for p in parts))
+            click.echo(_status_text(row))
+    failed = errors or any(isinstance(r, Generation) and r.failed for r in results.values())
     return EXIT_FAILED if failed else EXIT_OK
 
 
