@@ -124,115 +124,134 @@ def _expected_type(expected: str) -> str:
 def validate_value(
     schema: Mapping[str, Any], value: object, path: list[str | int] | None = None
 ) -> list[FieldError]:
-    """Validate ``value`` against a schema of the supported subset; return every error."""
+    """Validate ``value`` against a schema of the supported subset; return every error.
+
+    A wrong type or a value outside the enum is the only error reported for that value;
+    otherwise strings, arrays and objects are checked by their own rules, recursively.
+    """
     where: list[str | int] = path or []
-    errors: list[FieldError] = []
     if value is None and schema.get("nullable"):
-        return errors
+        return []
+    mismatch = _type_error(schema, value, where) or _enum_error(schema, value, where)
+    if mismatch is not None:
+        return [mismatch]
+    errors: list[FieldError] = []
+    if isinstance(value, str):
+        errors.extend(_string_errors(schema, value, where))
+    if isinstance(value, list):
+        errors.extend(_array_errors(schema, value, where))
+    if isinstance(value, dict):
+        errors.extend(_object_errors(schema, value, where))
+    return errors
+
+
+def _field_error(
+    code: str, where: list[str | int], expected: str, received: str, message: str
+) -> FieldError:
+    return FieldError(code=code, path=where, expected=expected, received=received, message=message)
+
+
+def _type_error(
+    schema: Mapping[str, Any], value: object, where: list[str | int]
+) -> FieldError | None:
+    """``invalid_type`` when ``value`` is not of the schema's ``type``."""
     expected = schema.get("type")
-    if isinstance(expected, str) and not _type_ok(expected, value):
-        shown = _expected_type(expected)
-        received = _type_name(value)
-        if expected == "integer" and received == "number":
-            errors.append(
-                FieldError(
-                    code="invalid_type",
-                    path=where,
-                    expected="integer",
-                    received="float",
-                    message="Expected integer, received float",
-                )
-            )
-        else:
-            errors.append(
-                FieldError(
-                    code="invalid_type",
-                    path=where,
-                    expected=shown,
-                    received=received,
-                    message=f"Expected {shown}, received {received}",
-                )
-            )
-        return errors
+    if not isinstance(expected, str) or _type_ok(expected, value):
+        return None
+    shown = _expected_type(expected)
+    received = _type_name(value)
+    if expected == "integer" and received == "number":
+        message = "Expected integer, received float"
+        return _field_error("invalid_type", where, "integer", "float", message)
+    message = f"Expected {shown}, received {received}"
+    return _field_error("invalid_type", where, shown, received, message)
+
+
+def _enum_error(
+    schema: Mapping[str, Any], value: object, where: list[str | int]
+) -> FieldError | None:
+    """``invalid_enum_value`` when the schema has an ``enum`` without ``value``."""
     enum = schema.get("enum")
-    if isinstance(enum, list) and not _in_enum(value, enum):
-        expected_text = " | ".join(_literal(e) for e in enum)
-        received_text = _literal(value)
+    if not isinstance(enum, list) or _in_enum(value, enum):
+        return None
+    expected_text = " | ".join(_literal(e) for e in enum)
+    received_text = _literal(value)
+    message = f"Invalid enum value. Expected {expected_text}, received {received_text}"
+    return _field_error("invalid_enum_value", where, expected_text, received_text, message)
+
+
+def _string_errors(
+    schema: Mapping[str, Any], value: str, where: list[str | int]
+) -> list[FieldError]:
+    """``minLength`` and ``format: uri``."""
+    errors: list[FieldError] = []
+    min_length = schema.get("minLength")
+    if isinstance(min_length, int) and len(value) < min_length:
+        unit = "character" if min_length == 1 else "characters"
         errors.append(
-            FieldError(
-                code="invalid_enum_value",
-                path=where,
-                expected=expected_text,
-                received=received_text,
-                message=f"Invalid enum value. Expected {expected_text}, received {received_text}",
+            _field_error(
+                "too_small",
+                where,
+                f"string with at least {min_length} {unit}",
+                f"string with {len(value)} characters",
+                f"String must contain at least {min_length} {unit}",
             )
         )
-        return errors
-    if isinstance(value, str):
-        min_length = schema.get("minLength")
-        if isinstance(min_length, int) and len(value) < min_length:
-            unit = "character" if min_length == 1 else "characters"
-            errors.append(
-                FieldError(
-                    code="too_small",
-                    path=where,
-                    expected=f"string with at least {min_length} {unit}",
-                    received=f"string with {len(value)} characters",
-                    message=f"String must contain at least {min_length} {unit}",
-                )
-            )
-        if schema.get("format") == "uri" and not _uri_ok(value):
-            shown = value if len(value) <= 60 else value[:57] + "..."
-            errors.append(
-                FieldError(
-                    code="invalid_string",
-                    path=where,
-                    expected="uri",
-                    received=_literal(shown),
-                    message="Invalid url",
-                )
-            )
-    if isinstance(value, list):
-        max_items = schema.get("maxItems")
-        if isinstance(max_items, int) and len(value) > max_items:
-            errors.append(
-                FieldError(
-                    code="too_big",
-                    path=where,
-                    expected=f"array with at most {max_items} element(s)",
-                    received=f"array with {len(value)} element(s)",
-                    message=f"Array must contain at most {max_items} element(s)",
-                )
-            )
-        items = schema.get("items")
-        if isinstance(items, Mapping):
-            for index, item in enumerate(value):
-                errors.extend(validate_value(items, item, [*where, index]))
-    if isinstance(value, dict):
-        properties = schema.get("properties")
-        props: Mapping[str, Any] = properties if isinstance(properties, Mapping) else {}
-        required = schema.get("required")
-        for name in required if isinstance(required, list) else []:
-            if name not in value:
-                sub = props.get(name, {})
-                kind = sub.get("type", "value") if isinstance(sub, Mapping) else "value"
-                if isinstance(sub, Mapping) and isinstance(sub.get("enum"), list):
-                    shown = " | ".join(_literal(e) for e in sub["enum"])
-                else:
-                    shown = _expected_type(str(kind))
-                errors.append(
-                    FieldError(
-                        code="invalid_type",
-                        path=[*where, name],
-                        expected=shown,
-                        received="undefined",
-                        message="Required",
-                    )
-                )
-        for name, sub in props.items():
-            if name in value and isinstance(sub, Mapping):
-                errors.extend(validate_value(sub, value[name], [*where, name]))
+    if schema.get("format") == "uri" and not _uri_ok(value):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        errors.append(_field_error("invalid_string", where, "uri", _literal(shown), "Invalid url"))
     return errors
+
+
+def _array_errors(
+    schema: Mapping[str, Any], value: list[Any], where: list[str | int]
+) -> list[FieldError]:
+    """``maxItems``, then each item against ``items``."""
+    errors: list[FieldError] = []
+    max_items = schema.get("maxItems")
+    if isinstance(max_items, int) and len(value) > max_items:
+        errors.append(
+            _field_error(
+                "too_big",
+                where,
+                f"array with at most {max_items} element(s)",
+                f"array with {len(value)} element(s)",
+                f"Array must contain at most {max_items} element(s)",
+            )
+        )
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        for index, item in enumerate(value):
+            errors.extend(validate_value(items, item, [*where, index]))
+    return errors
+
+
+def _object_errors(
+    schema: Mapping[str, Any], value: dict[Any, Any], where: list[str | int]
+) -> list[FieldError]:
+    """Missing ``required`` properties, then each present property against its schema."""
+    properties = schema.get("properties")
+    props: Mapping[str, Any] = properties if isinstance(properties, Mapping) else {}
+    required = schema.get("required")
+    errors = [
+        _missing(props.get(name, {}), [*where, name])
+        for name in (required if isinstance(required, list) else [])
+        if name not in value
+    ]
+    for name, sub in props.items():
+        if name in value and isinstance(sub, Mapping):
+            errors.extend(validate_value(sub, value[name], [*where, name]))
+    return errors
+
+
+def _missing(sub: object, where: list[str | int]) -> FieldError:
+    """A required property that is absent: ``Required``, expecting its type or enum."""
+    kind = sub.get("type", "value") if isinstance(sub, Mapping) else "value"
+    if isinstance(sub, Mapping) and isinstance(sub.get("enum"), list):
+        shown = " | ".join(_literal(e) for e in sub["enum"])
+    else:
+        shown = _expected_type(str(kind))
+    return _field_error("invalid_type", where, shown, "undefined", "Required")
 
 
 def _request_schema(operation: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -311,15 +330,8 @@ class SchemaRegistry:
         """Validate a create body; return the matched model spec and the errors."""
         if not isinstance(body, dict):
             received = _type_name(body)
-            return None, [
-                FieldError(
-                    code="invalid_type",
-                    path=[],
-                    expected="object",
-                    received=received,
-                    message=f"Expected object, received {received}",
-                )
-            ]
+            message = f"Expected object, received {received}"
+            return None, [_field_error("invalid_type", [], "object", received, message)]
         models = self.models(path)
         model = body.get("model")
         spec = models.get(model) if isinstance(model, str) else None
@@ -329,21 +341,10 @@ class SchemaRegistry:
         expected = " | ".join(_literal(name) for name in names)
         if "model" not in body:
             return None, [
-                FieldError(
-                    code="invalid_type",
-                    path=["model"],
-                    expected=expected,
-                    received="undefined",
-                    message="Required",
-                )
+                _field_error("invalid_type", ["model"], expected, "undefined", "Required")
             ]
         received = _literal(model)
+        message = f"Invalid discriminator value. Expected {expected}, received {received}"
         return None, [
-            FieldError(
-                code="invalid_union_discriminator",
-                path=["model"],
-                expected=expected,
-                received=received,
-                message=f"Invalid discriminator value. Expected {expected}, received {received}",
-            )
+            _field_error("invalid_union_discriminator", ["model"], expected, received, message)
         ]

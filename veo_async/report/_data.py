@@ -289,22 +289,29 @@ def _job_from_row(
     )
     creates = sum(1 for _, event, _ in events if event == "intent")
     job.creates = creates or None
+    job.polls = _read_events(job, events)
+    if job.intent_at is None and job.submitted_at is not None:
+        job.intent_at = job.submitted_at
+    return job
+
+
+def _read_events(job: ReportJob, events: Sequence[tuple[float, str, Any]]) -> int | None:
+    """Set ``job.started_at`` from the events; return the polls they count (``None``: none).
+
+    Forward compatible: a journal that records statuses or poll counts in its event details
+    gets a "started" mark and requests per job; today's journal records neither.
+    """
     polls: int | None = None
     for at, event, detail in events:
         if not isinstance(detail, Mapping):
             continue
-        # Forward compatible: a journal that records statuses or poll counts in its event
-        # details gets a "started" mark and requests per job; today's journal records neither.
         status = str(detail.get("status", "")).lower()
         if event == "status" and job.started_at is None and status in _RUNNING_STATUSES:
             job.started_at = at
         count = detail.get("polls")
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
             polls = (polls or 0) + count
-    job.polls = polls
-    if job.intent_at is None and job.submitted_at is not None:
-        job.intent_at = job.submitted_at
-    return job
+    return polls
 
 
 def _from_manifest(root: Path, path: Path, notes: list[str]) -> BatchReport:
@@ -362,23 +369,11 @@ def _number(value: Any) -> float | None:
 
 def _annotate(report: BatchReport) -> None:
     """File presence, estimates, and notes about a crashed or partial run."""
-    missing: list[str] = []
     root = report.folder.resolve()
+    missing = [job_label(job) for job in report.jobs if not _check_file(job, report.folder, root)]
     for job in report.jobs:
-        if job.file:
-            path = (report.folder / job.file).resolve()
-            # A file name from a manifest is data: it must stay inside the folder.
-            inside = path == root or root in path.parents
-            job.file_present = inside and path.is_file()
-            if not job.file_present:
-                if not inside:
-                    job.file = None
-                missing.append(job_label(job))
         if job.credits is None and job.state in ("pending", "refused"):
-            try:
-                job.estimate = estimate_credits(job.request)
-            except (UnknownModelPriceError, TypeError):
-                job.estimate = None
+            job.estimate = _estimate(job)
     if missing:
         shown = ", ".join(missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -386,15 +381,46 @@ def _annotate(report: BatchReport) -> None:
             f"{len(missing)} downloaded video file(s) are missing from the folder "
             f"({shown}{more}); rerun the batch to download them again"
         )
-    interrupted = [j.line for j in report.jobs if j.state == "submitting"]
+    report.notes.extend(_unfinished_notes(report.jobs))
+
+
+def _check_file(job: ReportJob, folder: Path, root: Path) -> bool:
+    """Set ``job.file_present``; ``False`` when the job names a file that is not there.
+
+    A file name from a manifest is data: it must stay inside the folder (one outside is
+    dropped from the job).
+    """
+    if not job.file:
+        return True
+    path = (folder / job.file).resolve()
+    inside = path == root or root in path.parents
+    job.file_present = inside and path.is_file()
+    if not job.file_present and not inside:
+        job.file = None
+    return job.file_present
+
+
+def _estimate(job: ReportJob) -> float | None:
+    """The price table's credits for an input not yet charged (``None``: unknown model)."""
+    try:
+        return estimate_credits(job.request)
+    except (UnknownModelPriceError, TypeError):
+        return None
+
+
+def _unfinished_notes(jobs: Sequence[ReportJob]) -> list[str]:
+    """Notes about creates in flight (a crash) and inputs not finished (a partial run)."""
+    notes = []
+    interrupted = [j.line for j in jobs if j.state == "submitting"]
     if interrupted:
-        report.notes.append(
+        notes.append(
             f"{len(interrupted)} input(s) were being submitted when the run stopped "
             "(a crashed or running batch); the next run marks them uncertain"
         )
-    open_jobs = [j for j in report.jobs if j.kind == "open"]
+    open_jobs = [j for j in jobs if j.kind == "open"]
     if open_jobs:
-        report.notes.append(
+        notes.append(
             f"{len(open_jobs)} input(s) are not finished: a partial run, or one still going; "
             "rerun the same batch command to resume"
         )
+    return notes
