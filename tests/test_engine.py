@@ -568,7 +568,7 @@ async def test_a_deep_server_queue_is_not_rate_bound(api: FakeAPI) -> None:
     queue of this batch's jobs: then a create held back only joins the queue later."""
     async with make_client(api) as client:
         batch = client.batch(["p:1"], requests_per_second=1.0)
-        limiter, planner = batch._limiter, batch._planner
+        limiter, planner = batch._runner._limiter, batch._runner.planner
         queue = planner.queue
         assert limiter is not None and queue is not None
         limiter._held_at = _timing.monotonic()  # the client-side rate is holding requests

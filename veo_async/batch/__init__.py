@@ -29,7 +29,9 @@ The parts (one file each):
 * ``_guard.py``: the cost guard (credit budget, ``max_generations``), pure arithmetic.
 * ``_errors.py``: what a failure means for one input.
 * ``_api.py``: :class:`JobsAPI`, what the engine needs of a client (no import cycle).
-* ``_runner.py``: :class:`Batch`, the task group: feeder, creates, dispatcher, polls.
+* ``_outbox.py``: the result stream, result counters, observer notifications, job spans.
+* ``_runner.py``: the task group: feeder, creates, dispatcher, polls.
+* ``_batch.py``: :class:`Batch`, the public handle (context manager, iterator, state).
 
 When to poll is decided outside, by :class:`~veo_async.polling.BatchPlanner` (pure).
 
@@ -100,6 +102,7 @@ Guarantees against a server that misbehaves (each enforced where the reply enter
 """
 
 from ._api import JobsAPI
+from ._batch import Batch
 from ._jobs import JobState
 from ._options import BatchOptions
 from ._results import (
@@ -112,7 +115,6 @@ from ._results import (
     NullObserver,
     PendingJob,
 )
-from ._runner import Batch
 
 __all__ = [
     "Batch",
