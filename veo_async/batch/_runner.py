@@ -100,9 +100,12 @@ class Runner:
         self.span = self.instr.start_batch()
 
     def close(self) -> None:
-        """After the run: no more results; the batch span ends."""
+        """After the run: no more results; the spans of jobs left pending and the batch span
+        end."""
         if self.outbox.recv is not None:
             self.outbox.recv.close()
+        for job in self.table.jobs.values():
+            end_span(job, None, None)
         span, self.span = self.span, None
         if span is not None:
             span.set("veo.batch.inputs", self._counts.total_seen)
@@ -133,6 +136,7 @@ class Runner:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        """The task: feeder and dispatcher until every input is settled (or the batch stops)."""
         send = self.outbox.send
         assert send is not None
         try:
@@ -152,6 +156,7 @@ class Runner:
             send.close()
 
     def stop(self, reason: str) -> None:
+        """Stop submitting (the first reason is kept); what was submitted is still polled."""
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stopping = True
@@ -165,6 +170,7 @@ class Runner:
             shield.deadline = min(shield.deadline, limit)
 
     def die(self, exc: BaseException) -> None:
+        """An error that makes every further request pointless: stop everything, raise later."""
         if self._fatal is None:
             self._fatal = exc
             if isinstance(exc, AuthenticationError):
