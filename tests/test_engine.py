@@ -12,7 +12,7 @@ import contextlib
 import json
 import random
 from collections.abc import AsyncGenerator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -568,17 +568,18 @@ async def test_a_deep_server_queue_is_not_rate_bound(api: FakeAPI) -> None:
     queue of this batch's jobs: then a create held back only joins the queue later."""
     async with make_client(api) as client:
         batch = client.batch(["p:1"], requests_per_second=1.0)
-        limiter, queue = batch._limiter, batch._queue
+        limiter, planner = batch._runner._limiter, batch._runner.planner
+        queue = planner.queue
         assert limiter is not None and queue is not None
         limiter._held_at = _timing.monotonic()  # the client-side rate is holding requests
-        assert batch._rate_bound()
+        assert planner.rate_bound()
         queue.saw_started(1)
         queue.saw_queued(5, waited=60.0)  # saturated: about 2-5 generate at once
         assert queue.saturated and queue.concurrency is not None
-        batch._created = 2 * queue.concurrency - 1
-        assert batch._rate_bound()
-        batch._created = 2 * queue.concurrency
-        assert not batch._rate_bound()
+        planner.created = 2 * queue.concurrency - 1
+        assert planner.rate_bound()
+        planner.created = 2 * queue.concurrency
+        assert not planner.rate_bound()
 
 
 @pytest.mark.anyio
@@ -660,9 +661,9 @@ async def test_against_the_emulator_with_a_concurrency_limit() -> None:
 )
 def test_the_credit_guard_arithmetic(args: tuple[Any, ...], verdict: str) -> None:
     """Unknown costs are charged at max(estimate, largest seen) and never released."""
-    from veo_async._engine import _credit_verdict
+    from veo_async.batch._guard import credit_verdict
 
-    assert _credit_verdict(*args) == verdict
+    assert credit_verdict(*args).value == verdict
 
 
 @pytest.mark.parametrize("name", ["credit_budget", "estimated_credits_per_job"])
@@ -671,9 +672,9 @@ def test_nonsense_credit_options_are_rejected(name: str, value: Any) -> None:
     """A NaN, infinite, negative or non-numeric budget or estimate fails at construction."""
     client = AsyncVeoClient("key", base_url=BASE)
     with pytest.raises((ValueError, TypeError), match=name):
-        client.batch(["p:1"], **{name: value})
-    batch = client.batch(["p:1"], **{name: 0})
-    assert getattr(batch, name) == 0
+        client.batch(["p:1"], **cast("dict[str, Any]", {name: value}))
+    batch = client.batch(["p:1"], **cast("dict[str, Any]", {name: 0}))
+    assert getattr(batch.options, name) == 0
 
 
 def _caused_by(error: BaseException, kind: type) -> bool:

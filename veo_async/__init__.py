@@ -6,17 +6,6 @@
 """
 
 from ._client import DEFAULT_BASE_URL, ENDPOINTS, AsyncVeoClient
-from ._engine import (
-    Batch,
-    BatchCounts,
-    BatchInput,
-    BatchItem,
-    BatchObserver,
-    BatchResult,
-    JobEvent,
-    NullObserver,
-    PendingJob,
-)
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -62,6 +51,18 @@ from ._models import (
 )
 from ._retry import RetryConfig
 from ._sync import SyncBatch, VeoClient
+from .batch import (
+    Batch,
+    BatchCounts,
+    BatchInput,
+    BatchItem,
+    BatchObserver,
+    BatchOptions,
+    BatchResult,
+    JobEvent,
+    NullObserver,
+    PendingJob,
+)
 
 __version__ = "0.1.0"
 from ._download import DownloadedVideo, DownloadTargetExistsError, safe_filename
@@ -100,6 +101,7 @@ __all__ = [
     "BatchInput",
     "BatchItem",
     "BatchObserver",
+    "BatchOptions",
     "BatchResult",
     "ConfigurationError",
     "CreateOutcomeUnknownError",

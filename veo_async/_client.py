@@ -41,14 +41,15 @@ from ._exceptions import (
     VeoError,
     WaitTimeoutError,
 )
-from ._models import Generation, GenerationStatus, VideoRequest, build_request
+from ._models import Generation, VideoRequest, build_request
 from ._polling import PollPolicy
 from ._ratelimit import RateGovernor
 from ._retry import RetryConfig, RetryDecision, backoff_delay, decide
 from .instrumentation import NO_INSTRUMENTATION, Instrumentation, RequestKind, Span
+from .polling import JobTiming, PollPlanner
 
 if TYPE_CHECKING:
-    from ._engine import Batch, BatchInput
+    from .batch import Batch, BatchInput, BatchObserver, BatchOptions
 
 __all__ = ["DEFAULT_BASE_URL", "ENDPOINTS", "AsyncVeoClient", "Endpoint"]
 
@@ -595,7 +596,7 @@ class AsyncVeoClient:
         generation: str | Generation,
         *,
         timeout: float | None = 1000.0,
-        poll_policy: PollPolicy | None = None,
+        poll_policy: PollPlanner | None = None,
         expected_seconds: float = 45.0,
         on_update: UpdateCallback | None = None,
         raise_on_failure: bool = True,
@@ -606,50 +607,41 @@ class AsyncVeoClient:
         it ends in ``error`` or completes without a video URL (unless ``raise_on_failure`` is
         false), and :class:`~veo_async.WaitTimeoutError` (carrying the id) on timeout; the
         generation may still finish, so you can wait again later. ``on_update`` is called with
-        every polled state. ``expected_seconds`` is the prior for the first poll.
+        every polled state. ``expected_seconds`` is the prior for the first poll. ``poll_policy``:
+        any :class:`~veo_async.polling.PollPlanner` (default: the client's ``poll_policy``).
 
         Given a :class:`Generation` (as :meth:`generate` does with a fresh create), the first
         poll is scheduled from its creation. Given an id string, the job's age is unknown: the
         first poll is immediate, and later ones follow what the replies say (``queued``: the
         job starts no earlier than now; in progress: it is at least past the first-poll offset).
         """
-        policy = poll_policy or self.poll_policy
+        planner: PollPlanner = poll_policy or self.poll_policy
         if isinstance(generation, Generation):
             gid, last = generation.id, generation
         else:
             gid, last = _check_id(generation), None
         if last is not None and last.is_terminal:
             return self._finish(last, raise_on_failure)
-        start = _timing.monotonic()
-        # anchor: when the job (probably) started; unknown for a bare id until a reply says
-        known_age = last is not None
-        anchor: float | None = start if known_age else None
-        polls = 0
+        # A fresh create is timed from now; a bare id is "resumed": its age is unknown, so the
+        # planner polls it at once and times later polls from what the replies say.
+        job = JobTiming(_timing.monotonic(), expected_seconds, resumed=last is None)
         with anyio.move_on_after(timeout) as scope:
-            delay = policy.first_delay(expected_seconds) if anchor is not None else 0.0
+            due = planner.first_poll(job, job.submitted)
             while True:
+                delay = due - _timing.monotonic()
                 if delay > 0:
                     await _timing.sleep(delay)
                 last = await self.get(gid)
-                polls += 1
+                job.polls += 1
                 if on_update is not None:
                     maybe = on_update(last)
                     if maybe is not None:
                         await maybe
                 now = _timing.monotonic()
                 if last.is_terminal:
-                    if last.status is GenerationStatus.COMPLETED and known_age:
-                        policy.observe(now - start, expected_seconds)
+                    planner.finished(job, last, now)
                     return self._finish(last, raise_on_failure)
-                if not known_age and (anchor is None or last.status is GenerationStatus.QUEUED):
-                    if last.status is GenerationStatus.QUEUED:
-                        anchor = now  # it starts no earlier than now
-                        delay = policy.after_queued(expected_seconds)
-                        continue
-                    # in progress for an unknown time: at least past the first-poll offset
-                    anchor = now - policy.first_delay(expected_seconds)
-                assert anchor is not None
-                delay = policy.next_delay(now - anchor, expected_seconds, polls)
+                due = planner.next_poll(job, last, now)
         assert scope.cancel_called
         raise WaitTimeoutError(
             f"generation {gid} did not finish within {timeout} s "
@@ -754,22 +746,126 @@ class AsyncVeoClient:
     def batch(
         self,
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-        **options: Any,
+        *,
+        options: BatchOptions | None = None,
+        max_concurrency: int = 32,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        job_timeout: float | None = 1000.0,
+        batch_timeout: float | None = None,
+        max_generations: int | None = None,
+        credit_budget: float | None = None,
+        observer: BatchObserver | None = None,
+        buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
     ) -> Batch:
         """Submit many requests and yield results in completion order (see :class:`Batch`).
 
         ``async with client.batch(prompts, max_concurrency=32) as results:
-        async for result in results: ...``
+        async for result in results: ...``. The options are those of
+        :class:`~veo_async.BatchOptions`: pass them as keywords, or one ``options=`` object.
         """
-        from ._engine import Batch
+        from .batch import Batch
+        from .batch._options import resolve_options
 
-        return Batch(self, inputs, **options)
+        opts = resolve_options(
+            options,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            poll_policy=poll_policy,
+            job_timeout=job_timeout,
+            batch_timeout=batch_timeout,
+            max_generations=max_generations,
+            credit_budget=credit_budget,
+            observer=observer,
+            buffer=buffer,
+            estimated_credits_per_job=estimated_credits_per_job,
+            create_grace=create_grace,
+            max_poll_failures=max_poll_failures,
+        )
+        return Batch(_ClientJobs(self), inputs, opts)
 
-    def as_completed(self, generation_ids: Iterable[str], **options: Any) -> Batch:
-        """Track existing generation ids and yield each one as it finishes (see :class:`Batch`)."""
-        from ._engine import Batch, BatchItem
+    def as_completed(
+        self,
+        generation_ids: Iterable[str],
+        *,
+        options: BatchOptions | None = None,
+        max_concurrency: int = 32,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        job_timeout: float | None = 1000.0,
+        batch_timeout: float | None = None,
+        max_generations: int | None = None,
+        credit_budget: float | None = None,
+        observer: BatchObserver | None = None,
+        buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
+    ) -> Batch:
+        """Track existing generation ids and yield each one as it finishes (see :class:`Batch`).
 
-        return Batch(self, (BatchItem(generation_id=g) for g in generation_ids), **options)
+        Takes the options of :meth:`batch`.
+        """
+        from .batch import Batch, BatchItem
+        from .batch._options import resolve_options
+
+        opts = resolve_options(
+            options,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            poll_policy=poll_policy,
+            job_timeout=job_timeout,
+            batch_timeout=batch_timeout,
+            max_generations=max_generations,
+            credit_budget=credit_budget,
+            observer=observer,
+            buffer=buffer,
+            estimated_credits_per_job=estimated_credits_per_job,
+            create_grace=create_grace,
+            max_poll_failures=max_poll_failures,
+        )
+        items = (BatchItem(generation_id=g) for g in generation_ids)
+        return Batch(_ClientJobs(self), items, opts)
+
+
+class _ClientJobs:
+    """The client as the batch engine sees it (:class:`veo_async.batch.JobsAPI`)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: AsyncVeoClient) -> None:
+        self._client = client
+
+    @property
+    def governor(self) -> RateGovernor:
+        """The client's rate governor."""
+        return self._client.governor
+
+    @property
+    def time_scale(self) -> float:
+        """Real seconds per service second."""
+        return self._client.time_scale
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        """The client's default poll policy."""
+        return self._client.poll_policy
+
+    @property
+    def instrumentation(self) -> Instrumentation:
+        """The client's instrumentation."""
+        return self._client.instrumentation
+
+    async def create(self, request: VideoRequest) -> Generation:
+        """One create (retried only when it provably started nothing)."""
+        return await self._client._create(request)
+
+    async def get(self, generation_id: str) -> Generation:
+        """One status request."""
+        return await self._client.get(generation_id)
 
 
 def _check_id(generation_id: str) -> str:

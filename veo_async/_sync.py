@@ -28,8 +28,19 @@ from anyio.from_thread import BlockingPortal
 
 from ._client import AsyncVeoClient
 from ._download import DownloadedVideo
-from ._engine import Batch, BatchCounts, BatchInput, BatchItem, BatchResult, PendingJob
 from ._models import Generation, VideoRequest
+from ._polling import PollPolicy
+from .batch import (
+    Batch,
+    BatchCounts,
+    BatchInput,
+    BatchItem,
+    BatchObserver,
+    BatchOptions,
+    BatchResult,
+    PendingJob,
+)
+from .batch._options import resolve_options
 
 __all__ = ["SyncBatch", "VeoClient"]
 
@@ -152,18 +163,83 @@ class VeoClient:
         result: DownloadedVideo = self._call(self._client.download, source, path, **kwargs)
         return result
 
-    def batch(self, inputs: Iterable[BatchInput], **options: Any) -> SyncBatch:
+    def batch(
+        self,
+        inputs: Iterable[BatchInput],
+        *,
+        options: BatchOptions | None = None,
+        max_concurrency: int = 32,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        job_timeout: float | None = 1000.0,
+        batch_timeout: float | None = None,
+        max_generations: int | None = None,
+        credit_budget: float | None = None,
+        observer: BatchObserver | None = None,
+        buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
+    ) -> SyncBatch:
         """Run a batch; iterate the result for :class:`BatchResult` in completion order.
 
         ``for result in client.batch(prompts): ...`` works; use ``with client.batch(...) as b``
-        to read ``b.pending()`` after stopping early.
+        to read ``b.pending()`` after stopping early. Options as in
+        :meth:`AsyncVeoClient.batch` (keywords, or one ``options=``).
         """
-        return SyncBatch(self, lambda: self._client.batch(inputs, **options))
+        opts = resolve_options(
+            options,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            poll_policy=poll_policy,
+            job_timeout=job_timeout,
+            batch_timeout=batch_timeout,
+            max_generations=max_generations,
+            credit_budget=credit_budget,
+            observer=observer,
+            buffer=buffer,
+            estimated_credits_per_job=estimated_credits_per_job,
+            create_grace=create_grace,
+            max_poll_failures=max_poll_failures,
+        )
+        return SyncBatch(self, lambda: self._client.batch(inputs, options=opts))
 
-    def as_completed(self, generation_ids: Iterable[str], **options: Any) -> SyncBatch:
-        """Track existing ids; iterate for results as each finishes."""
+    def as_completed(
+        self,
+        generation_ids: Iterable[str],
+        *,
+        options: BatchOptions | None = None,
+        max_concurrency: int = 32,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        job_timeout: float | None = 1000.0,
+        batch_timeout: float | None = None,
+        max_generations: int | None = None,
+        credit_budget: float | None = None,
+        observer: BatchObserver | None = None,
+        buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
+    ) -> SyncBatch:
+        """Track existing ids; iterate for results as each finishes (options as :meth:`batch`)."""
+        opts = resolve_options(
+            options,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            poll_policy=poll_policy,
+            job_timeout=job_timeout,
+            batch_timeout=batch_timeout,
+            max_generations=max_generations,
+            credit_budget=credit_budget,
+            observer=observer,
+            buffer=buffer,
+            estimated_credits_per_job=estimated_credits_per_job,
+            create_grace=create_grace,
+            max_poll_failures=max_poll_failures,
+        )
         items = [BatchItem(generation_id=g) for g in generation_ids]
-        return SyncBatch(self, lambda: self._client.batch(items, **options))
+        return SyncBatch(self, lambda: self._client.batch(items, options=opts))
 
 
 class SyncBatch:

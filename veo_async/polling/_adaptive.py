@@ -208,11 +208,23 @@ class PollPolicy:
     # ------------------------------------------------------------------ PollPlanner
 
     def first_poll(self, job: PollJob, now: float) -> float:
-        """:class:`PollPlanner`: the first poll, ``first_delay`` after ``now``."""
-        return now + self.first_delay(job.prior)
+        """:class:`PollPlanner`: the first poll, ``first_delay`` after ``now``; a resumed job
+        (tracked by id, its age unknown) at once."""
+        return now if job.resumed else now + self.first_delay(job.prior)
 
     def next_poll(self, job: PollJob, reply: Generation, now: float) -> float:
-        """:class:`PollPlanner`: ``next_delay`` after ``now``, timed from ``job.anchor``."""
+        """:class:`PollPlanner`: ``next_delay`` after ``now``, timed from ``job.anchor``.
+
+        A resumed job is timed from what the replies say: ``queued``, it starts no earlier
+        than now (``after_queued``); in progress at the first look, it is at least past the
+        first-poll offset.
+        """
+        if job.resumed:
+            if reply.status is GenerationStatus.QUEUED:
+                job.anchor = now
+                return now + self.after_queued(job.prior)
+            if job.polls <= 1:
+                job.anchor = now - self.first_delay(job.prior)
         return now + self.next_delay(now - job.anchor, job.prior, job.polls)
 
     def after_failure(self, job: PollJob, now: float) -> float:
@@ -222,9 +234,10 @@ class PollPolicy:
     def finished(self, job: PollJob, reply: Generation | None, now: float) -> None:
         """:class:`PollPlanner`: learn the duration of a job completed at ``now``.
 
-        Only a completed job teaches anything (a failed one says nothing about durations).
+        Only a completed job whose start is known teaches anything (a failed one says
+        nothing about durations, a resumed one's age is unknown).
         """
-        if reply is not None and reply.status is GenerationStatus.COMPLETED:
+        if reply is not None and reply.status is GenerationStatus.COMPLETED and not job.resumed:
             self.observe(now - job.anchor, job.prior)
 
 
