@@ -12,12 +12,9 @@ redacted there. This module decides what to do with the result: retry, pace afte
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
 import os
 import random
-import sys
 import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -30,6 +27,13 @@ from pydantic import SecretStr
 
 from . import _timing
 from ._boundary import Exchange, parse_reply, redact_logs
+from ._config import (
+    DEFAULT_BASE_URL,
+    check_limits,
+    resolve_base_url,
+    resolve_key,
+    resolve_time_scale,
+)
 from ._download import DownloadedVideo, download_video
 from ._exceptions import (
     APIStatusError,
@@ -41,6 +45,7 @@ from ._exceptions import (
     VeoError,
     WaitTimeoutError,
 )
+from ._loops import current_loop, fast_transport_available, loop_guard, running_on_asyncio
 from ._models import Generation, VideoRequest, build_request
 from ._polling import PollPolicy
 from ._ratelimit import RateGovernor
@@ -55,7 +60,6 @@ __all__ = ["DEFAULT_BASE_URL", "ENDPOINTS", "AsyncVeoClient", "Endpoint"]
 
 logger = logging.getLogger("veo_async")
 
-DEFAULT_BASE_URL = "https://api.aimlapi.com"
 Endpoint = Literal["universal", "google"]
 #: Create/poll path per endpoint style: the universal path reaches every video model; the Google
 #: vendor path is the one in the original Veo2 guide.
@@ -69,138 +73,7 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
 DEFAULT_REQUEST_DEADLINE = 60.0
 #: Largest API (JSON) reply body read, after decoding; a status reply is well under 64 KiB.
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
-#: Seconds a response gets to close after a failure (it is abandoned after that).
 UpdateCallback = Callable[[Generation], Awaitable[None] | None]
-
-
-def _is_loopback(host: str) -> bool:
-    if host in {"localhost", "localhost."} or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_key(key: str) -> str:
-    key = key.strip()
-    if not key:
-        raise ConfigurationError(
-            "the API key is empty; set AIMLAPI_KEY or pass api_key=... "
-            "(no key needed for the local emulator: veo-async --emulate ...)"
-        )
-    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-        # never echo the key itself
-        raise ConfigurationError(
-            "the API key contains spaces, control or non-ASCII characters; "
-            "check how AIMLAPI_KEY was set (a stray newline or quote?)"
-        )
-    return key
-
-
-def _resolve_key(api_key: str | None) -> str:
-    """The key given, else ``AIMLAPI_KEY``; a clear error (never echoing it) when unusable."""
-    key = api_key if api_key is not None else os.environ.get("AIMLAPI_KEY")
-    if key is None:
-        raise ConfigurationError(
-            "no API key: set the AIMLAPI_KEY environment variable or pass api_key=... "
-            "(to try the SDK without a key, use the local emulator: "
-            "veo_async.testing / `veo-async batch FILE --out DIR --emulate`)"
-        )
-    return _check_key(key)
-
-
-def _resolve_base_url(base_url: str | httpx.URL | None, allow_insecure_http: bool) -> httpx.URL:
-    """The base URL given, else ``AIMLAPI_BASE_URL``, else the service; plain HTTP only to
-    loopback unless allowed."""
-    raw_url = base_url if base_url is not None else os.environ.get("AIMLAPI_BASE_URL")
-    url = httpx.URL(str(raw_url or DEFAULT_BASE_URL).rstrip("/"))
-    if url.scheme not in {"http", "https"} or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {str(url)!r}")
-    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
-        raise ConfigurationError(
-            f"refusing to send the API key over plain HTTP to {url.host!r}; use https:// "
-            "or pass allow_insecure_http=True if you really mean it"
-        )
-    return url
-
-
-def _resolve_time_scale(time_scale: float | None) -> float:
-    """The scale given, else ``VEO_ASYNC_TIME_SCALE``, else 1.0; must be positive."""
-    if time_scale is None:
-        raw_scale = os.environ.get("VEO_ASYNC_TIME_SCALE")
-        try:
-            time_scale = float(raw_scale) if raw_scale else 1.0
-        except ValueError:
-            raise ConfigurationError(
-                f"VEO_ASYNC_TIME_SCALE must be a number, got {raw_scale!r}"
-            ) from None
-    if not time_scale > 0 or time_scale == float("inf"):
-        raise ConfigurationError(f"time_scale must be a positive number, got {time_scale!r}")
-    return time_scale
-
-
-def _check_limits(
-    max_download_bytes: int, request_deadline: float | None, max_response_bytes: int
-) -> None:
-    if max_download_bytes <= 0:
-        raise ConfigurationError("max_download_bytes must be positive")
-    if request_deadline is not None and not request_deadline > 0:
-        raise ConfigurationError(
-            f"request_deadline must be positive seconds or None, got {request_deadline!r}"
-        )
-    if max_response_bytes <= 0:
-        raise ConfigurationError("max_response_bytes must be positive")
-
-
-def _current_loop() -> object | None:
-    """The running event loop (asyncio) or run (trio), or ``None`` outside one."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            token: object = trio.lowlevel.current_trio_token()
-            return token
-        except RuntimeError:
-            return None
-    return None
-
-
-async def _loop_guard(client_ref: Callable[[], AsyncVeoClient | None], http: Any) -> Any:
-    """Close ``http`` when its event loop shuts down (asyncio.run / trio.run finalize it).
-
-    An async generator parked at ``yield``: the loop's async-generator finalizer runs the
-    ``finally`` at loop shutdown, while the loop can still close connections cleanly.
-    """
-    try:
-        yield
-    finally:
-        client = client_ref()
-        if client is None or client._http is http:  # (gone, or still open: ours to close)
-            if client is not None:
-                client._http = None
-                client._loop_ended = True
-            with anyio.CancelScope(shield=True):
-                await http.aclose()
-
-
-def _running_on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _fast_transport_available() -> bool:
-    try:
-        import httpx_aiohttp  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class AsyncVeoClient:
@@ -264,14 +137,14 @@ class AsyncVeoClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         instrumentation: Instrumentation | None = None,
     ) -> None:
-        self._api_key = SecretStr(_resolve_key(api_key))
+        self._api_key = SecretStr(resolve_key(api_key))
         redact_logs(self._api_key.get_secret_value())
-        url = _resolve_base_url(base_url, allow_insecure_http)
+        url = resolve_base_url(base_url, allow_insecure_http)
         if endpoint not in ENDPOINTS:
             raise ConfigurationError(
                 f"endpoint must be one of {sorted(ENDPOINTS)}, got {endpoint!r}"
             )
-        _check_limits(max_download_bytes, request_deadline, max_response_bytes)
+        check_limits(max_download_bytes, request_deadline, max_response_bytes)
         self.request_deadline = request_deadline
         #: The hooks that report spans and metrics (:data:`NO_INSTRUMENTATION` by default).
         self.instrumentation: Instrumentation = instrumentation or NO_INSTRUMENTATION
@@ -287,7 +160,7 @@ class AsyncVeoClient:
             else (httpx.Timeout(timeout) if timeout is not None else DEFAULT_TIMEOUT)
         )
         self.retry = retry or RetryConfig()
-        self.time_scale = time_scale = _resolve_time_scale(time_scale)
+        self.time_scale = time_scale = resolve_time_scale(time_scale)
         self.poll_policy = poll_policy or PollPolicy(time_scale=time_scale)
         self.max_download_bytes = max_download_bytes
         self.governor = RateGovernor(requests_per_second, time_scale=time_scale)
@@ -332,12 +205,12 @@ class AsyncVeoClient:
         if self._http is not None and self._user_http is None:
             http, self._http = self._http, None
             with anyio.CancelScope(shield=True):
-                if guard is not None and self._loop is _current_loop():
+                if guard is not None and self._loop is current_loop():
                     await guard.aclose()  # (its finally sees the client closed: no-op)
                 await http.aclose()
 
     def _check_loop(self) -> None:
-        loop = _current_loop()
+        loop = current_loop()
         if loop is None or self._user_http is not None:
             return
         if self._loop is None:
@@ -359,7 +232,7 @@ class AsyncVeoClient:
         """The HTTP client, checked against the running loop (async entry points use this)."""
         http = self._ensure_http()
         if self._guard is None and self._user_http is None and self._loop is not None:
-            self._guard = _loop_guard(weakref.ref(self), http)
+            self._guard = loop_guard(weakref.ref(self), http)
             await self._guard.__anext__()
         return http
 
@@ -371,8 +244,8 @@ class AsyncVeoClient:
             transport: httpx.AsyncBaseTransport | None = None
             self.transport_name = "httpx"
             want_fast = self._fast_transport is not False
-            if want_fast and _running_on_asyncio():
-                if _fast_transport_available():
+            if want_fast and running_on_asyncio():
+                if fast_transport_available():
                     from httpx_aiohttp import AiohttpTransport
 
                     transport = AiohttpTransport(limits=self._limits)
