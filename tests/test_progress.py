@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 
-from veo_async._engine import BatchCounts
+import pytest
+
+from veo_async import BatchCounts
 from veo_async._progress import ProgressLine
 
 
@@ -59,3 +61,22 @@ def test_broken_stream_never_raises() -> None:
     out.close()
     bar.update(BatchCounts(done=1), force=True)
     bar.close()
+
+
+@pytest.mark.anyio
+async def test_batch_with_progress_prints_its_final_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``client.batch(..., progress=True)`` writes progress to stderr, ending with the final
+    counts (3 of 3 finished); without it nothing is written."""
+    from veo_async.testing import emulated
+
+    async with emulated(time_scale=0.001) as service:
+        async with service.client.batch(["a fox", "an owl", "a cat"], progress=True) as batch:
+            results = [r async for r in batch]
+        assert len(results) == 3
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1].startswith("veo-async: 3/3 finished, 3 ok")
+        async with service.client.batch(["a dog"]) as batch:
+            _ = [r async for r in batch]
+        assert capsys.readouterr().err == ""

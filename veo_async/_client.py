@@ -633,6 +633,7 @@ class AsyncVeoClient:
         estimated_credits_per_job: float | None = None,
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
+        progress: bool = False,
     ) -> Batch:
         """Submit many requests and yield results in completion order (see :class:`Batch`).
 
@@ -657,6 +658,7 @@ class AsyncVeoClient:
             estimated_credits_per_job=estimated_credits_per_job,
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
+            progress=progress,
         )
         return Batch(_ClientJobs(self), inputs, opts)
 
@@ -677,6 +679,7 @@ class AsyncVeoClient:
         estimated_credits_per_job: float | None = None,
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
+        progress: bool = False,
     ) -> Batch:
         """Track existing generation ids and yield each one as it finishes (see :class:`Batch`).
 
@@ -699,6 +702,7 @@ class AsyncVeoClient:
             estimated_credits_per_job=estimated_credits_per_job,
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
+            progress=progress,
         )
         items = (BatchItem(generation_id=g) for g in generation_ids)
         return Batch(_ClientJobs(self), items, opts)

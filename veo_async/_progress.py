@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from ._pricing import format_credits
 
 if TYPE_CHECKING:
-    from ._engine import BatchCounts
+    from .batch import BatchCounts
 
 __all__ = ["ProgressLine"]
 

@@ -180,6 +180,7 @@ class VeoClient:
         estimated_credits_per_job: float | None = None,
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
+        progress: bool = False,
     ) -> SyncBatch:
         """Run a batch; iterate the result for :class:`BatchResult` in completion order.
 
@@ -201,6 +202,7 @@ class VeoClient:
             estimated_credits_per_job=estimated_credits_per_job,
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
+            progress=progress,
         )
         return SyncBatch(self, lambda: self._client.batch(inputs, options=opts))
 
@@ -221,6 +223,7 @@ class VeoClient:
         estimated_credits_per_job: float | None = None,
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
+        progress: bool = False,
     ) -> SyncBatch:
         """Track existing ids; iterate for results as each finishes (options as :meth:`batch`)."""
         opts = resolve_options(
@@ -237,6 +240,7 @@ class VeoClient:
             estimated_credits_per_job=estimated_credits_per_job,
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
+            progress=progress,
         )
         items = [BatchItem(generation_id=g) for g in generation_ids]
         return SyncBatch(self, lambda: self._client.batch(items, options=opts))

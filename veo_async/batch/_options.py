@@ -62,6 +62,9 @@ class BatchOptions:
     """Seconds a create already sent may run on after cancellation, so its id is recorded."""
     max_poll_failures: int = 5
     """Failed status requests in a row (each already retried) before a job is reported failed."""
+    progress: bool = False
+    """Show a progress line on stderr while the batch runs (rewritten in place in a terminal
+    or a Jupyter notebook; throttled whole lines in a log)."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:

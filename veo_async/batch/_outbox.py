@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._progress import ProgressLine
 from ._results import BatchCounts, BatchObserver, BatchResult, JobEvent
 
 if TYPE_CHECKING:
@@ -24,11 +25,13 @@ class Outbox:
     """The results of one batch on their way out. ``counts`` gives the live counters (with
     the fields read on demand filled in) for ``on_progress``."""
 
-    __slots__ = ("_counts", "_observer", "recv", "send")
+    __slots__ = ("_counts", "_observer", "line", "recv", "send")
 
     def __init__(self, counts: Callable[[], BatchCounts], observer: BatchObserver | None) -> None:
         self._counts = counts
         self._observer = observer
+        #: The progress line (``progress=True``), updated with every change of the counters.
+        self.line: ProgressLine | None = None
         self.send: MemoryObjectSendStream[BatchResult] | None = None
         self.recv: MemoryObjectReceiveStream[BatchResult] | None = None
 
@@ -50,6 +53,8 @@ class Outbox:
         """The counters changed."""
         if self._observer is not None:
             self._observer.on_progress(self._counts())
+        if self.line is not None:
+            self.line.update(self._counts())
 
     def emit(self, result: BatchResult, job: Job | None = None) -> None:
         """Count a result, tell the observer, close the job's span, and send it."""

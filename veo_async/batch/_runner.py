@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Sized
 
 import anyio
 from anyio.abc import TaskGroup
@@ -27,6 +27,7 @@ from .._exceptions import (
     VeoError,
 )
 from .._models import Generation
+from .._progress import ProgressLine
 from ..instrumentation import Span
 from ..polling import BatchPlanner, PollPolicy
 from ..ratelimit import RateGovernor
@@ -73,6 +74,7 @@ class Runner:
         )
         self.table = JobTable(self._counts, self.guard)
         self.feeder = Feeder(self, inputs)
+        self._total = len(inputs) if isinstance(inputs, Sized) else None
         self.scheduler = Scheduler(idle=self.feeder.wake)
         self.outbox = Outbox(self.counts, options.observer)
         self.instr = api.instrumentation
@@ -98,12 +100,18 @@ class Runner:
         if self.options.batch_timeout is not None:
             self._batch_deadline = anyio.current_time() + self.options.batch_timeout
         self.span = self.instr.start_batch()
+        if self.options.progress:
+            self.outbox.line = ProgressLine(self._total)
 
     def close(self) -> None:
         """After the run: no more results; the spans of jobs left pending and the batch span
         end."""
         if self.outbox.recv is not None:
             self.outbox.recv.close()
+        line, self.outbox.line = self.outbox.line, None
+        if line is not None:
+            line.update(self.counts(), force=True)
+            line.close()
         for job in self.table.jobs.values():
             end_span(job, None, None)
         span, self.span = self.span, None
