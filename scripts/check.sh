@@ -21,4 +21,6 @@ if [ -f mkdocs.yml ]; then
   echo "== docs"
   .venv/bin/mkdocs build --strict --site-dir "$(mktemp -d)" 2>&1 | { grep -v '^INFO ' || true; }
 fi
-echo "== pytest"; .venv/bin/python -m pytest "$@"
+# Two worker processes (pytest-xdist; PYTEST_WORKERS to change): the suite is mostly real
+# sockets and subprocesses waiting on I/O, so two workers halve it even on two cores.
+echo "== pytest"; .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
