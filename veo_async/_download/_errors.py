@@ -115,8 +115,11 @@ def _aiohttp_verdict(exc: Exception, url: str) -> Verdict | None:
         )
         return DownloadIntegrityError(message, url=url), False
     if kind == "parser":
+        # A reply whose framing cannot be parsed (on a kept-alive connection: bytes past the
+        # announced length are read as the next reply's status line) is a body that cannot be
+        # trusted: an integrity failure, retried like a truncated one.
         message = f"the video host sent a malformed reply ({name}: {detail})"
-        return DownloadError(message, url=url), True
+        return DownloadIntegrityError(message, url=url), True
     return DownloadError(f"connection to the video host failed: {name}: {detail}", url=url), (
         kind == "transient"
     )
