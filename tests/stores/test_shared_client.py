@@ -71,26 +71,27 @@ async def _start_three(server: EmulatorServer, key: str, redis_url: str) -> Grou
     return group
 
 
-async def _run_three(server: EmulatorServer, group: Group) -> tuple[int, float]:
+async def _run_three(server: EmulatorServer, group: Group) -> tuple[int, float, list[str]]:
     """Release the ready processes together: the emulator's 429s during the run and the
     slowest process's seconds."""
     before = server.stats(include_generations=False)
     for proc, _ in group:
         assert proc.stdin is not None
         await proc.stdin.send(b"go\n")
-    slowest, seen = 0.0, 0
+    slowest, seen, paces = 0.0, 0, []
     for proc, stream in group:
         line = (await stream.receive_until(b"\n", 1000)).decode().split()
         assert line[0] == "done", line
         slowest = max(slowest, float(line[1]))
         seen += int(line[2])
+        paces.append(line[3])
         assert await proc.wait() == 0
     after = server.stats(include_generations=False)
     polls = after["poll_requests"] - before["poll_requests"]
     limited = after["rate_limited"] - before["rate_limited"]
     assert polls - limited >= PROCESSES * REQUESTS  # every request answered in the end
     assert seen == limited  # the clients saw every 429 the emulator counted, no more
-    return limited, slowest
+    return limited, slowest, paces
 
 
 @ASYNCIO_ONLY
@@ -110,7 +111,7 @@ async def test_shared_budget_keeps_three_processes_under_the_servers_limit(
         with anyio.fail_after(60):
             alone = await _start_three(alone_server, ALONE_KEY, "-")
             together = await _start_three(shared_server, SHARED_KEY, redis_server.url)
-            results: dict[str, tuple[int, float]] = {}
+            results: dict[str, tuple[int, float, list[str]]] = {}
 
             async def run(label: str, server: EmulatorServer, group: Group) -> None:
                 results[label] = await _run_three(server, group)
@@ -125,10 +126,11 @@ async def test_shared_budget_keeps_three_processes_under_the_servers_limit(
                         proc.kill()
                         await proc.wait()
         assert created_once(alone_server) and created_once(shared_server)
-    (independent, independent_s), (shared, shared_s) = results["alone"], results["shared"]
+    independent, independent_s, alone_paces = results["alone"]
+    shared, shared_s, shared_paces = results["shared"]
     print(
-        f"\n429s: independent {independent} ({independent_s:.1f} s), "
-        f"shared budget {shared} ({shared_s:.1f} s)"
+        f"\n429s: independent {independent} ({independent_s:.1f} s, paces {alone_paces}), "
+        f"shared budget {shared} ({shared_s:.1f} s, paces {shared_paces})"
     )
     assert independent >= 10
     assert shared * 5 <= independent
