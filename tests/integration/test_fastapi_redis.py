@@ -18,10 +18,12 @@ import anyio
 import httpx
 import pytest
 
+from veo_async import AsyncVeoClient
 from veo_async.emulator import EmulatorConfig, EmulatorServer
-from veo_async.stores import JobState, RedisStore
+from veo_async.stores import Event, JobState, RedisStore
 
 from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
+from .test_fastapi_app import AppServer, example
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -178,6 +180,35 @@ async def _scenario(
     assert reply.json()["state"] == "completed" and reply.json()["id"] == second["id"]
     status = (await http.get(b.base_url + f"/jobs/{first['job']}")).json()
     assert status["state"] == "completed" and status["video_url"] == done["video_url"]
+    # a job whose create may or may not have happened (uncertain) is reported, never resent
+    ghost = "job-" + uuid.uuid4().hex
+    await store.add_inputs([(ghost, {"model": "veo2", "prompt": "lost in flight"})])
+    assert await store.claim_intent(ghost, "a-worker-that-died")
+    assert await store.transition(ghost, Event.ABANDONED)
+    reply = await http.get(b.base_url + f"/jobs/{ghost}/wait")
+    assert reply.status_code == 409 and reply.json()["error"]["job"]["state"] == "uncertain"
+    assert (await http.get(b.base_url + "/jobs/job-" + "0" * 32)).status_code == 404
     ledger = emulator.stats(include_generations=False)
     assert ledger["generations_created"] == 2 and ledger["create_requests"] == 2
     assert ledger["duplicate_prompts"] == {}
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_without_a_store_the_service_is_single_process_as_before() -> None:
+    """Without VEO_STORE_URL nothing is recorded: POST /videos answers without a job key, and
+    the /jobs routes say there is no store."""
+    with EmulatorServer(EmulatorConfig(time_scale=0.002)) as emulator:
+
+        def factory() -> AsyncVeoClient:
+            return AsyncVeoClient(SECRET_KEY, base_url=emulator.base_url, time_scale=0.002)
+
+        app = example.create_app(factory, settings=example.Settings())
+        with AppServer(app) as server, anyio.fail_after(30):
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                reply = await http.post("/videos", json={"prompt": "a koi pond"})
+                assert reply.status_code == 202 and "job" not in reply.json()
+                assert "wait" not in reply.json()["links"]
+                missing = await http.get("/jobs/job-" + "0" * 32 + "/wait")
+                assert missing.status_code == 404
+                assert missing.json()["error"]["type"] == "no_store"
+        assert emulator.stats(include_generations=False)["generations_created"] == 1
