@@ -255,14 +255,14 @@ async def test_governor_publishes_the_pace_it_learned(
 @ASYNCIO_ONLY
 async def test_without_redis_the_governor_paces_locally() -> None:
     """A shared budget whose Redis is gone does not fail requests: they go on with local
-    pacing only, and the failures are counted."""
+    pacing only; the failure is counted and Redis is not asked again on every request."""
     url = f"redis://127.0.0.1:{free_port()}/0"
     budget = SharedBudget(connect_redis(url, reconnect_attempts=0), name="t-gone", rate=10.0)
     governor = RateGovernor(shared_budget=budget)
     try:
         with anyio.fail_after(10):
-            for _ in range(3):
+            for _ in range(50):
                 await governor.acquire()
-        assert governor.shared_failures >= 3
+        assert governor.shared_failures == 1
     finally:
         await budget.aclose()

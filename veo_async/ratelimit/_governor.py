@@ -31,6 +31,9 @@ logger = logging.getLogger("veo_async.ratelimit")
 SHARED_PACE_READ_SECONDS = 2.0
 #: Service seconds a published pace lives in Redis unless it is published again.
 SHARED_PACE_TTL_SECONDS = 60.0
+#: Seconds the shared budget is left alone after a failed call (Redis down): requests are
+#: paced locally meanwhile instead of each one waiting out the client's reconnect backoff.
+SHARED_RETRY_SECONDS = 5.0
 
 
 class RateGovernor:
@@ -48,7 +51,8 @@ class RateGovernor:
     settles or is lowered (and refreshed while it holds), and a lower pace published by
     another process is adopted (read at most every ``SHARED_PACE_READ_SECONDS``). asyncio
     only: on trio the first request raises :class:`~veo_async.ConfigurationError`. If Redis
-    cannot be reached the request goes on with local pacing only (logged as a warning).
+    cannot be reached the request goes on with local pacing only (logged as a warning), and
+    the budget is tried again ``SHARED_RETRY_SECONDS`` later.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class RateGovernor:
         self._adopted: float | None = None  # the pace last taken from another process
         self._next_pace_read = -math.inf
         self._shared_failures = 0
+        self._shared_down_until = -math.inf
 
     # ------------------------------------------------------------------ state
 
@@ -199,6 +204,8 @@ class RateGovernor:
         Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so none starves.
         """
         shared = self.shared_budget
+        if shared is not None and _timing.monotonic() < self._shared_down_until:
+            shared = None  # Redis failed a moment ago: local pacing only for a while
         if shared is None and self._pause.until == 0.0 and self.rate is None:
             return _timing.monotonic()
         async with self._lock:
@@ -238,6 +245,7 @@ class RateGovernor:
 
     def _shared_failed(self, what: str, exc: Exception) -> None:
         self._shared_failures += 1
+        self._shared_down_until = _timing.monotonic() + SHARED_RETRY_SECONDS
         if self._shared_failures == 1 or self._shared_failures % 100 == 0:
             logger.warning(
                 "shared budget: %s failed (%s: %s); pacing locally only (%d failures)",
@@ -275,6 +283,8 @@ class RateGovernor:
             self._shared_failed("reading or publishing the pace", exc)
 
     async def _take_shared(self, shared: SharedBudget) -> None:
+        if _timing.monotonic() < self._shared_down_until:
+            return  # reading the pace just failed
         try:
             await shared.acquire()
         except Exception as exc:
@@ -293,7 +303,8 @@ class RateGovernor:
     def _note_pace(self) -> None:
         """The learner set a new pace: publish it at the next request if it is our own."""
         if self.shared_budget is not None:
-            self._adopted = None if self._learner.learned_rate != self._adopted else self._adopted
+            if self._learner.learned_rate != self._adopted:
+                self._adopted = None  # a pace of our own now
             own = self._own_pace()
             if own is not None:
                 self._publish = own
