@@ -108,7 +108,7 @@ async def test_shared_budget_keeps_three_processes_under_the_servers_limit(
     )
     # one emulator per group (each with its own ledger), so both groups run at once
     with EmulatorServer(config) as alone_server, EmulatorServer(config) as shared_server:
-        with anyio.fail_after(60):
+        with anyio.fail_after(90):
             alone = await _start_three(alone_server, ALONE_KEY, "-")
             together = await _start_three(shared_server, SHARED_KEY, redis_server.url)
             results: dict[str, tuple[int, float, list[str]]] = {}
