@@ -55,6 +55,7 @@ from .polling import JobTiming, PollPlanner
 
 if TYPE_CHECKING:
     from .batch import Batch, BatchInput, BatchObserver, BatchOptions
+    from .stores import SharedBudget
 
 __all__ = ["DEFAULT_BASE_URL", "ENDPOINTS", "AsyncVeoClient", "Endpoint"]
 
@@ -112,6 +113,12 @@ class AsyncVeoClient:
     * ``instrumentation``: hooks that report spans and metrics (see
       :mod:`veo_async.instrumentation`; OpenTelemetry with
       ``veo_async.instrumentation.otel.OpenTelemetryInstrumentation``). Default: none, at no cost.
+    * ``shared_budget``: a :class:`~veo_async.stores.SharedBudget` (``pip install
+      'veo-async[redis]'``): one request budget in Redis for every process on this API key.
+      Each request also waits for its token (after this client's own pacing); the pace the
+      client learns from 429s is published to the other processes and a lower one they
+      publish is adopted. asyncio only (the first request on trio raises
+      :class:`ConfigurationError`). The client does not close it.
 
     One client belongs to one event loop: it is bound to the loop it is first used on, closes
     its connections when that loop shuts down, and raises ``RuntimeError`` if used on another.
@@ -136,6 +143,7 @@ class AsyncVeoClient:
         request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         instrumentation: Instrumentation | None = None,
+        shared_budget: SharedBudget | None = None,
     ) -> None:
         self._api_key = SecretStr(resolve_key(api_key))
         redact_logs(self._api_key.get_secret_value())
@@ -163,7 +171,9 @@ class AsyncVeoClient:
         self.time_scale = time_scale = resolve_time_scale(time_scale)
         self.poll_policy = poll_policy or PollPolicy(time_scale=time_scale)
         self.max_download_bytes = max_download_bytes
-        self.governor = RateGovernor(requests_per_second, time_scale=time_scale)
+        self.governor = RateGovernor(
+            requests_per_second, time_scale=time_scale, shared_budget=shared_budget
+        )
         self._limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=100)
         self._user_http = http_client
         self._http: httpx.AsyncClient | None = http_client

@@ -15,6 +15,11 @@ Endpoints:
 * ``POST /batches`` / ``GET /batches/{id}``: many prompts run in the background by the SDK's
   batch engine; progress counters and the results so far.
 * ``GET /healthz``: open event streams and running batches.
+* With a job store (``VEO_STORE_URL=redis://host:port/db``): ``POST /videos`` also records the
+  job (its intent before the create, its generation id before the reply) and answers with its
+  ``job`` key; ``GET /jobs/{job}`` reads it from the store and ``GET /jobs/{job}/wait`` waits
+  for it to finish, through *any* worker or replica. ``VEO_SHARED_RATE`` adds a request budget
+  shared by every worker on the same Redis.
 
 What it shows:
 
@@ -30,6 +35,8 @@ What it shows:
   could pay twice); a rejected key -> ``500`` with no detail; timeouts -> ``504``.
 * **The key is never logged or returned.** The app never reads it; the SDK keeps it in a
   ``SecretStr`` and its errors never contain it.
+* **Several workers, one truth.** With a store, a worker that dies (or restarts) forgets
+  nothing: the jobs it submitted are in Redis and any other worker answers their waits.
 * **Event streams stop when the client leaves.** :class:`EventStreamResponse` watches for the
   disconnect and cancels the polling loop at once, instead of noticing at the next write.
 """
@@ -38,10 +45,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
+import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -51,7 +60,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError as BodyValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -83,6 +92,7 @@ from veo_async import (
     WaitTimeoutError,
     build_request,
 )
+from veo_async.stores import Event, JobState, JobStore, SharedBudget, StoredJob, open_store
 
 __all__ = [
     "ErrorAnswer",
@@ -125,10 +135,24 @@ class Settings:
     """Seconds an event stream may last before it ends with a ``timeout`` event."""
     heartbeat: float = 15.0
     """Seconds of silence after which an event stream sends a keep-alive comment."""
+    store_url: str | None = None
+    """``VEO_STORE_URL``: a job store shared by every worker and replica (``redis://host:port/db``;
+    ``sqlite:///path`` for one machine). ``None``: single-process, nothing recorded."""
+    store_batch: str = "fastapi-jobs"
+    """``VEO_STORE_BATCH``: the namespace of this service's jobs in the store."""
+    shared_rate: float | None = None
+    """``VEO_SHARED_RATE``: requests/s of the API key, shared by every worker through a
+    :class:`~veo_async.stores.SharedBudget` on the same Redis (needs a ``redis://`` store)."""
+    shared_budget_name: str = "fastapi-example"
+    """``VEO_SHARED_BUDGET``: the name of that budget (one per API key)."""
+    submitting_grace: float = 10.0
+    """Seconds a wait gives a job found ``submitting`` (another worker's create in flight) to
+    get its generation id before answering ``409``."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``VEO_EXAMPLE_BATCH_CONCURRENCY`` and ``VEO_EXAMPLE_MAX_BATCH_PROMPTS``."""
+        """Settings from ``VEO_EXAMPLE_BATCH_CONCURRENCY``, ``VEO_EXAMPLE_MAX_BATCH_PROMPTS``,
+        ``VEO_STORE_URL``, ``VEO_STORE_BATCH``, ``VEO_SHARED_RATE`` and ``VEO_SHARED_BUDGET``."""
         env = os.environ if environ is None else environ
         defaults = cls()
 
@@ -141,6 +165,10 @@ class Settings:
                 num("VEO_EXAMPLE_BATCH_CONCURRENCY", defaults.batch_max_concurrency)
             ),
             max_batch_prompts=int(num("VEO_EXAMPLE_MAX_BATCH_PROMPTS", defaults.max_batch_prompts)),
+            store_url=env.get("VEO_STORE_URL") or None,
+            store_batch=env.get("VEO_STORE_BATCH") or defaults.store_batch,
+            shared_rate=float(env["VEO_SHARED_RATE"]) if env.get("VEO_SHARED_RATE") else None,
+            shared_budget_name=env.get("VEO_SHARED_BUDGET") or defaults.shared_budget_name,
         )
 
 
@@ -321,6 +349,23 @@ def video_view(generation: Generation) -> dict[str, Any]:
     }
 
 
+_JOB_DONE = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.DOWNLOADED})
+
+
+def job_view(job: StoredJob) -> dict[str, Any]:
+    """What this service says about a job recorded in the store."""
+    return {
+        "job": job.key,
+        "state": str(job.state),
+        "done": job.state in _JOB_DONE,
+        "id": job.generation_id,
+        "status": job.status,
+        "video_url": job.video_url,
+        "error": job.error,
+        "credits_used": job.credits,
+    }
+
+
 def _result_view(result: BatchResult) -> dict[str, Any]:
     generation = result.generation
     return {
@@ -388,9 +433,19 @@ class BatchRecord:
 class VideoService:
     """What the app holds for its lifetime: the client, the task group, batches, streams."""
 
-    def __init__(self, client: AsyncVeoClient, task_group: TaskGroup, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: AsyncVeoClient,
+        task_group: TaskGroup,
+        settings: Settings,
+        store: JobStore | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings
+        #: The job store every worker shares (``VEO_STORE_URL``), or ``None``.
+        self.store = store
+        #: This worker's name in the store (who took a job's intent).
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._tg = task_group
         self.batches: OrderedDict[str, BatchRecord] = OrderedDict()
         #: id -> (monotonic time of the create, expected seconds): lets an event stream opened
@@ -405,6 +460,77 @@ class VideoService:
         self._submitted[generation_id] = (time.monotonic(), request.expected_seconds())
         while len(self._submitted) > 10_000:
             self._submitted.popitem(last=False)
+
+    async def submit(self, request: VideoRequest) -> tuple[Generation, str | None]:
+        """Submit one video; with a store, record the job there so any worker can await it.
+
+        The job (a fresh key) is added and its intent taken *before* the create is sent, and
+        the generation id is recorded before this returns (so before the reply): a worker
+        that dies afterwards loses nothing. A create of unknown outcome is recorded as
+        ``uncertain``, a refused one as ``refused``. Returns the generation and the job key
+        (``None`` without a store).
+        """
+        store = self.store
+        if store is None:
+            generation = await self.client.submit(request)
+            self.remember(generation.id, request)
+            return generation, None
+        key = "job-" + uuid.uuid4().hex
+        await store.add_inputs([(key, request.to_body())])
+        if not await store.claim_intent(key, self.worker):  # a fresh key: cannot happen
+            raise RuntimeError(f"job {key} was claimed by another worker")
+        try:
+            generation = await self.client.submit(request)
+        except CreateOutcomeUnknownError as exc:
+            with anyio.CancelScope(shield=True):
+                await store.transition(key, Event.UNCERTAIN, error=str(exc))
+            raise
+        except VeoError as exc:
+            with anyio.CancelScope(shield=True):
+                await store.transition(key, Event.REFUSED, error=str(exc))
+            raise
+        with anyio.CancelScope(shield=True):  # paid for: the id must reach the store
+            await store.transition(
+                key, Event.SUBMITTED, generation_id=generation.id, status=str(generation.status)
+            )
+        self.remember(generation.id, request)
+        return generation, key
+
+    async def wait_job(self, key: str, timeout: float) -> StoredJob | None:
+        """Wait for job ``key`` (submitted through any worker) to finish; ``None``: unknown.
+
+        Reads the store for the generation id and polls the generation until it ends (a job
+        the store already knows finished is answered from the store). A job still
+        ``submitting`` (another worker's create in flight) gets ``submitting_grace`` seconds
+        to receive its id. Records the outcome in the store and returns the job as stored;
+        a job that never got an id (``uncertain``, ``refused``) is returned as it is.
+        """
+        store = self.store
+        assert store is not None
+        job = await store.get(key)
+        grace_ends = time.monotonic() + self.settings.submitting_grace
+        while job is not None and job.state is JobState.SUBMITTING:
+            if time.monotonic() >= grace_ends:
+                break
+            await anyio.sleep(0.2)
+            job = await store.get(key)
+        if job is None or job.state in _JOB_DONE or job.generation_id is None:
+            return job
+        generation = await self.client.wait(
+            job.generation_id, timeout=timeout, raise_on_failure=False
+        )
+        with anyio.CancelScope(shield=True):
+            await store.transition(
+                key,
+                Event.FINISHED,
+                generation_id=generation.id,
+                status=str(generation.status),
+                video_url=generation.video_url,
+                credits=generation.credits_used,
+                error=generation.error_message if generation.failed else None,
+            )
+            finished = await store.get(key)
+        return finished
 
     async def video_events(self, first: Generation) -> AsyncGenerator[str, None]:
         """Server-sent events for one generation, starting from an already polled state.
@@ -577,6 +703,14 @@ def _service(request: Request) -> VideoService:
 
 ServiceDep = Annotated[VideoService, Depends(_service)]
 GenerationId = Annotated[str, Path(min_length=1, max_length=200)]
+JobKey = Annotated[str, Path(pattern=r"^job-[0-9a-f]{32}$")]
+
+
+def _no_store() -> JSONResponse:
+    return JSONResponse(
+        _error_body("no_store", "This service runs without a job store (set VEO_STORE_URL)."),
+        status_code=404,
+    )
 
 
 def create_app(
@@ -591,16 +725,29 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = factory()
-        async with client, anyio.create_task_group() as tg:
-            app.state.service = VideoService(client, tg, cfg)
-            logger.info("video service up: %r", client)  # the repr masks the key
-            try:
-                yield
-            finally:
-                # stop running batches first; the client closes after the group is done
-                tg.cancel_scope.cancel()
-                del app.state.service
+        async with contextlib.AsyncExitStack() as stack:
+            store: JobStore | None = None
+            make_client: ClientFactory = factory
+            if cfg.store_url:
+                store = await open_store(cfg.store_url, batch_id=cfg.store_batch)
+                stack.push_async_callback(store.aclose)
+                if cfg.shared_rate and client_factory is None:
+                    budget = await SharedBudget.open(
+                        cfg.store_url, name=cfg.shared_budget_name, rate=cfg.shared_rate
+                    )
+                    stack.push_async_callback(budget.aclose)
+                    make_client = functools.partial(AsyncVeoClient, shared_budget=budget)
+
+            client = make_client()
+            async with client, anyio.create_task_group() as tg:
+                app.state.service = VideoService(client, tg, cfg, store)
+                logger.info("video service up: %r", client)  # the repr masks the key
+                try:
+                    yield
+                finally:
+                    # stop running batches first; the client closes after the group is done
+                    tg.cancel_scope.cancel()
+                    del app.state.service
 
     app = FastAPI(
         title="veo-async example service",
@@ -630,14 +777,52 @@ def create_app(
     async def create_video(body: VideoIn, service: ServiceDep) -> JSONResponse:
         """Validate and submit one video; answers at once with the generation id."""
         request = _build(body.prompt, body.model, body.model_extra or {})
-        generation = await service.client.submit(request)
-        service.remember(generation.id, request)
+        generation, job = await service.submit(request)
         view = video_view(generation)
         view["links"] = {
             "self": f"/videos/{generation.id}",
             "events": f"/videos/{generation.id}/events",
         }
+        if job is not None:  # recorded in the store: any worker can answer these
+            view["job"] = job
+            view["links"].update(job=f"/jobs/{job}", wait=f"/jobs/{job}/wait")
         return JSONResponse(view, status_code=202, headers={"Location": view["links"]["self"]})
+
+    @app.get("/jobs/{job}")
+    async def get_job(job: JobKey, service: ServiceDep) -> JSONResponse:
+        """A job as the shared store records it (any worker answers; nothing is polled)."""
+        if service.store is None:
+            return _no_store()
+        stored = await service.store.get(job)
+        if stored is None:
+            return JSONResponse(_error_body("not_found", "No job with this key."), status_code=404)
+        return JSONResponse(job_view(stored))
+
+    @app.get("/jobs/{job}/wait")
+    async def wait_job(
+        job: JobKey,
+        service: ServiceDep,
+        timeout: Annotated[float, Query(gt=0, le=3600)] = 600.0,
+    ) -> JSONResponse:
+        """Wait until the job, submitted through any worker, is finished; answers with the
+        job (``state`` ``completed`` with ``video_url``, or ``failed``). A job that never
+        got a generation id (``uncertain``, ``refused``, still ``submitting``) is a ``409``
+        with its state; waiting longer than ``timeout`` is a ``504`` (wait again)."""
+        if service.store is None:
+            return _no_store()
+        stored = await service.wait_job(job, timeout)
+        if stored is None:
+            return JSONResponse(_error_body("not_found", "No job with this key."), status_code=404)
+        if stored.generation_id is None:
+            return JSONResponse(
+                _error_body(
+                    "job_not_submitted",
+                    f"The job has no generation to wait for (state {stored.state}).",
+                    job=job_view(stored),
+                ),
+                status_code=409,
+            )
+        return JSONResponse(job_view(stored))
 
     @app.get("/videos/{generation_id}")
     async def get_video(generation_id: GenerationId, service: ServiceDep) -> dict[str, Any]:

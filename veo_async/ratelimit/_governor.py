@@ -7,17 +7,33 @@ decision is made by the pure parts it composes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .. import _timing
+from .._exceptions import ConfigurationError
 from ._bucket import RateLimitPause, TokenBucket
 from ._learner import PaceLearner
 from ._tuning import GovernorTuning, PaceState
 
+if TYPE_CHECKING:
+    from ..stores import SharedBudget
+
 __all__ = ["RateGovernor"]
+
+logger = logging.getLogger("veo_async.ratelimit")
+
+#: Service seconds between two reads of the pace other processes published (scaled by
+#: ``time_scale``): a shared pace is read this rarely, never on every request.
+SHARED_PACE_READ_SECONDS = 2.0
+#: Service seconds a published pace lives in Redis unless it is published again.
+SHARED_PACE_TTL_SECONDS = 60.0
+#: Seconds the shared budget is left alone after a failed call (Redis down): requests are
+#: paced locally meanwhile instead of each one waiting out the client's reconnect backoff.
+SHARED_RETRY_SECONDS = 5.0
 
 
 class RateGovernor:
@@ -28,6 +44,15 @@ class RateGovernor:
     with it). ``tuning``: the thresholds (:class:`GovernorTuning`); the keyword arguments
     ``headroom`` ... ``relative_floor`` override single fields of it, as before there was a
     tuning object.
+
+    ``shared_budget``: a :class:`~veo_async.stores.SharedBudget` (a Redis token bucket shared
+    by every process on one API key). Each request then also waits for a token from it, after
+    this governor's own pacing; the pace this governor learns is published to it when it
+    settles or is lowered (and refreshed while it holds), and a lower pace published by
+    another process is adopted (read at most every ``SHARED_PACE_READ_SECONDS``). asyncio
+    only: on trio the first request raises :class:`~veo_async.ConfigurationError`. If Redis
+    cannot be reached the request goes on with local pacing only (logged as a warning), and
+    the budget is tried again ``SHARED_RETRY_SECONDS`` later.
     """
 
     def __init__(
@@ -46,6 +71,7 @@ class RateGovernor:
         count_seconds: float | None = None,
         floor: float | None = None,
         relative_floor: float | None = None,
+        shared_budget: SharedBudget | None = None,
     ) -> None:
         if requests_per_second is not None and not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
@@ -77,6 +103,14 @@ class RateGovernor:
         )
         self._held_at = -math.inf
         self._lock = anyio.Lock()
+        self.shared_budget = shared_budget
+        """The budget shared with other processes through Redis, or ``None``."""
+        self._shared_checked = False
+        self._publish: float | None = None  # an own pace waiting to be published
+        self._adopted: float | None = None  # the pace last taken from another process
+        self._next_pace_read = -math.inf
+        self._shared_failures = 0
+        self._shared_down_until = -math.inf
 
     # ------------------------------------------------------------------ state
 
@@ -169,16 +203,111 @@ class RateGovernor:
         Pass that time back to :meth:`on_rate_limited` / :meth:`on_success` as ``sent_at``.
         Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so none starves.
         """
-        if self._pause.until == 0.0 and self.rate is None:
+        shared = self.shared_budget
+        if shared is not None and _timing.monotonic() < self._shared_down_until:
+            shared = None  # Redis failed a moment ago: local pacing only for a while
+        if shared is None and self._pause.until == 0.0 and self.rate is None:
             return _timing.monotonic()
         async with self._lock:
+            if shared is not None:
+                await self._read_shared_pace(shared)
             held = await self._wait_turn()
+            if shared is not None:
+                await self._take_shared(shared)
             now = _timing.monotonic()
             if held:
                 self._held_at = now
             if self._learner.released(now, held):
                 self._bucket.clamp()
+                self._note_pace()
             return now
+
+    # ------------------------------------------------------------------ shared budget
+
+    @property
+    def shared_failures(self) -> int:
+        """Calls to the shared budget that failed (Redis unreachable): local pacing only."""
+        return self._shared_failures
+
+    def _check_shared(self) -> None:
+        if self._shared_checked:
+            return
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigurationError(
+                "shared_budget (a Redis token bucket, redis.asyncio) works on asyncio only, "
+                "not on trio: drop shared_budget or run the client on asyncio"
+            ) from None
+        self._shared_checked = True
+
+    def _shared_failed(self, what: str, exc: Exception) -> None:
+        self._shared_failures += 1
+        self._shared_down_until = _timing.monotonic() + SHARED_RETRY_SECONDS
+        if self._shared_failures == 1 or self._shared_failures % 100 == 0:
+            logger.warning(
+                "shared budget: %s failed (%s: %s); pacing locally only (%d failures)",
+                what,
+                type(exc).__name__,
+                exc,
+                self._shared_failures,
+            )
+
+    async def _read_shared_pace(self, shared: SharedBudget) -> None:
+        """Every few seconds: adopt a lower pace another process published, or refresh ours."""
+        self._check_shared()
+        now = _timing.monotonic()
+        if now < self._next_pace_read and self._publish is None:
+            return
+        own = self._own_pace()
+        try:
+            if now >= self._next_pace_read:
+                self._next_pace_read = now + SHARED_PACE_READ_SECONDS * self.time_scale
+                pace = await shared.shared_pace()
+                if pace is not None and self._learner.adopt(pace, _timing.monotonic()):
+                    self._adopted = self._learner.learned_rate
+                    self._publish = None
+                    self._bucket.clamp()
+                    return
+                if own is not None and (pace is None or pace > own):
+                    self._publish = own  # keep ours alive (or lower a higher one)
+            if self._publish is not None:
+                rate, self._publish = self._publish, None
+                ttl = max(1.0, SHARED_PACE_TTL_SECONDS * self.time_scale)
+                await shared.publish_pace(rate, ttl=ttl)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            self._shared_failed("reading or publishing the pace", exc)
+
+    async def _take_shared(self, shared: SharedBudget) -> None:
+        if _timing.monotonic() < self._shared_down_until:
+            return  # reading the pace just failed
+        try:
+            await shared.acquire()
+        except Exception as exc:
+            self._shared_failed("taking a token", exc)
+
+    def _own_pace(self) -> float | None:
+        """The pace this process learned and verified itself (not probing, not adopted)."""
+        learner = self._learner
+        rate = learner.learned_rate
+        if rate is None or rate == self._adopted:
+            return None
+        if learner.state in (PaceState.SETTLED, PaceState.VERIFYING):
+            return rate
+        return None
+
+    def _note_pace(self) -> None:
+        """The learner set a new pace: publish it at the next request if it is our own."""
+        if self.shared_budget is not None:
+            if self._learner.learned_rate != self._adopted:
+                self._adopted = None  # a pace of our own now
+            own = self._own_pace()
+            if own is not None:
+                self._publish = own
 
     async def _wait_turn(self) -> bool:
         """Sleep out the pause, then for a token; whether the request had to wait."""
@@ -215,8 +344,10 @@ class RateGovernor:
             return  # same burst: already reacted
         if self._learner.refused(now, holding=self._holding(now)):
             self._bucket.clamp()
+            self._note_pace()
 
     def on_success(self, *, sent_at: float | None = None) -> None:
         """The server let a request through (any answer but a 429): count it."""
         if self._learner.admitted(_timing.monotonic(), sent_at):
             self._bucket.clamp()
+            self._note_pace()

@@ -93,6 +93,22 @@ class PaceLearner:
             self._lower(now)
         return self._pace_set
 
+    def adopt(self, rate: float, now: float) -> bool:
+        """Take a lower pace learned elsewhere (another process on the same key) as settled.
+
+        Only lowers: a pace at or above the one enforced now is ignored (returns ``False``).
+        The adopted pace is probed upwards like a learned one.
+        """
+        current = self.rate
+        if current is not None and rate >= current:
+            return False
+        self._pace_set = False
+        self._press.stop()
+        self._chain.clear()
+        self._probe_base = None
+        self._set_pace(max(self.tuning.floor, rate), PaceState.SETTLED, now)
+        return True
+
     # ------------------------------------------------------------------ decisions
 
     def _in_epoch(self, sent_at: float | None) -> bool:
