@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from .._exceptions import VeoError
+from .._journal_records import JournalState
 
 __all__ = [
     "TRANSITIONS",
@@ -74,20 +75,9 @@ class StoreUnavailableError(StoreError):
         self.url = url
 
 
-class JobState(str, enum.Enum):
-    """Where one job stands; see the module docstring for the moves."""
-
-    PENDING = "pending"
-    SUBMITTING = "submitting"
-    SUBMITTED = "submitted"
-    UNCERTAIN = "uncertain"
-    REFUSED = "refused"
-    FAILED = "failed"
-    COMPLETED = "completed"
-    DOWNLOADED = "downloaded"
-
-    def __str__(self) -> str:
-        return self.value
+#: Where one job stands: the same states as the CLI journal's (one vocabulary for both
+#: durable records); see the module docstring for the moves.
+JobState = JournalState
 
 
 class Event(str, enum.Enum):
