@@ -22,13 +22,14 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.hostile import HostileServer, Recorded, Reply, generation
 from veo_async._journal import JOURNAL_NAME
 from veo_async.emulator import EmulatorConfig, EmulatorServer, sample_video
+
+from .._cli import no_traceback, read_manifest, run_cli
 
 SAMPLE_SHA = hashlib.sha256(sample_video()).hexdigest()
 
@@ -44,29 +45,17 @@ def _cli(
     *args: str, stdin: str | bytes | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     data = stdin.decode("utf-8") if isinstance(stdin, bytes) else stdin
-    return subprocess.run(
-        [sys.executable, "-m", "veo_async.cli", *args],
-        input=data,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, env=_env(), cwd=cwd, stdin=data, timeout=timeout)
 
 
-def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "Traceback" not in result.stdout, result.stdout
+_no_traceback = no_traceback
 
 
 def _remote(server: EmulatorServer) -> list[str]:
     return ["--base-url", server.base_url, "--time-scale", "0.01", "--progress-interval", "0.5"]
 
 
-def _manifest(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+_manifest = read_manifest
 
 
 def _ledger(server: EmulatorServer) -> Counter[str]:

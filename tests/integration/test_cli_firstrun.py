@@ -21,7 +21,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,6 +28,8 @@ from veo_async._journal import JOURNAL_NAME
 from veo_async._models import build_request
 from veo_async._pricing import estimate_credits, format_credits
 from veo_async.emulator import EmulatorConfig, EmulatorServer
+
+from .._cli import no_traceback, read_manifest, run_cli
 
 KEY = "firstrun-secret-key-7f3a"
 
@@ -48,28 +49,17 @@ def _env(*, key: bool = True, **extra: str) -> dict[str, str]:
 def _cli(
     *args: str, cwd: Path | None = None, key: bool = True, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "veo_async.cli", *args],
-        capture_output=True,
-        text=True,
-        env=_env(key=key),
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(*args, env=_env(key=key), cwd=cwd, timeout=timeout)
 
 
-def _no_traceback(result: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "Traceback" not in result.stdout, result.stdout
+_no_traceback = no_traceback
 
 
 def _remote(server: EmulatorServer) -> list[str]:
     return ["--base-url", server.base_url, "--time-scale", "0.01", "--progress-interval", "0.3"]
 
 
-def _manifest(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+_manifest = read_manifest
 
 
 def _prompts(folder: Path, prompts: list[str], name: str = "p.txt") -> Path:
