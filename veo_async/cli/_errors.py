@@ -27,14 +27,16 @@ from ._options import describe_validation
 __all__ = ["EMULATE_FORGETS", "execute"]
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The single error inside (nested) exception groups from task groups, else ``exc``."""
-    while True:
-        inner = getattr(exc, "exceptions", None)
-        if isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-            exc = inner[0]
-        else:
-            return exc
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The errors inside (nested) exception groups from task groups, or ``[exc]``.
+
+    Two tasks can fail at once for the same reason (a full disk seen by the result writer and
+    by a download worker): every leaf is described, not only the first.
+    """
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple) and inner and all(isinstance(e, BaseException) for e in inner):
+        return [leaf for e in inner for leaf in _leaves(e)]
+    return [exc]
 
 
 #: Under --emulate, an id from an earlier command is unknown: say why, and what to do.
@@ -91,9 +93,13 @@ def execute(
     try:
         code = anyio.run(job, backend="asyncio")
     except BaseException as raw:
-        described = _describe_failure(_unwrap(raw), settings, hint)
-        if described is None:
+        described = [_describe_failure(leaf, settings, hint) for leaf in _leaves(raw)]
+        if not described or any(d is None for d in described):
             raise
-        text, code = described
-        echo_err(text)
+        texts: list[str] = []
+        for text, _ in (d for d in described if d is not None):
+            if text not in texts:
+                texts.append(text)
+        code = max(c for _, c in (d for d in described if d is not None))
+        echo_err("\n".join(texts))
     sys.exit(code)
