@@ -215,7 +215,7 @@ async def test_store_options_are_checked_before_anything_runs() -> None:
     """Nonsense store options and a wrong store type are refused at once."""
     with pytest.raises(ValueError, match="lease_seconds"):
         StoreOptions(lease_seconds=0)
-    with pytest.raises(ValueError, match="max_leased"):
+    with pytest.raises(ValueError, match="max_leased and lease_batch"):
         StoreOptions(max_leased=0)
     async with emulated(time_scale=0.001) as service:
         with pytest.raises(TypeError, match="JobStore"):

@@ -91,12 +91,15 @@ class StoreOptions:
     """The most jobs this worker holds at once; the rest stay for other workers."""
     idle_poll: float = 1.0
     """Seconds between looks for work (new, or a dead worker's) while there is none."""
+    lease_batch: int = 8
+    """Jobs leased per request to the store. Small keeps the work spread over workers that
+    start together; raise it to track many thousands of ids with fewer round trips."""
 
     def __post_init__(self) -> None:
         if not (self.lease_seconds > 0 and self.idle_poll > 0):
             raise ValueError("lease_seconds and idle_poll must be positive numbers of seconds")
-        if self.max_leased < 1:
-            raise ValueError("max_leased must be at least 1")
+        if self.max_leased < 1 or self.lease_batch < 1:
+            raise ValueError("max_leased and lease_batch must be at least 1")
         if self.worker is not None and not self.worker.strip():
             raise ValueError("worker must be a non-empty name (or None for a generated one)")
 
@@ -355,10 +358,11 @@ class DurableBatch(Batch):
             room = opts.max_leased - len(self._held)
             items: list[WorkItem] = []
             if room > 0:
-                items = await store.take_work(self.worker, count=min(room, 64))
+                count = min(room, opts.lease_batch)
+                items = await store.take_work(self.worker, count=count)
                 if not items:
                     items = await store.reclaim(
-                        self.worker, min_idle=opts.lease_seconds, count=min(room, 64)
+                        self.worker, min_idle=opts.lease_seconds, count=count
                     )
             if not items:
                 if await self._nothing_left_for_me():
