@@ -252,6 +252,13 @@ def batch(prompts: str, **kwargs: Any) -> None:
     fetches it); a full disk stops submitting and never loses a generation id. Ctrl-C stops
     submitting and exits cleanly (press it again to quit at once).
 
+    With --store redis://HOST:PORT/DB, start the same command on several processes or machines,
+    each with its own --out: they share the batch through Redis, each input is generated once
+    across all of them, each process downloads what it finished into its own --out, and a
+    process that dies has its jobs taken over by the others after --lease seconds (rerun it
+    with the same --out to fetch what it had finished). The batch id is printed and saved in
+    --out/batch.json; `veo-async status --store URL --batch-id ID` shows the whole batch.
+
     \b
     Example:
         veo-async batch examples/prompts.txt --out out/demo --emulate
