@@ -225,3 +225,28 @@ def test_a_sqlite_store_resumes_and_pays_nothing_twice(
     assert summary["whole_batch"] == {"downloaded": len(prompts)}
     assert {r["prompt"] for r in read_manifest(out)} <= set(prompts)
     assert len(list(out.glob("*.mp4"))) == len(prompts)
+
+
+def test_flags_a_shared_batch_does_not_take_are_refused_before_anything_is_sent(
+    tmp_path: Path, server: EmulatorServer
+) -> None:
+    """--store with --retry-failed (or --resubmit-uncertain, --events, --force): a usage
+    error naming the flag; the emulator saw no create."""
+    path, _ = _prompts(tmp_path, 2, "refused")
+    url = f"sqlite://{tmp_path / 'jobs.sqlite3'}"
+    result = run_cli(
+        "batch",
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
+        "--store",
+        url,
+        "--retry-failed",
+        "--base-url",
+        server.base_url,
+        env=_env(),
+    )
+    no_traceback(result)
+    assert result.returncode == 2
+    assert "--retry-failed cannot be combined with --store" in result.stderr
+    assert server.stats(include_generations=False)["create_requests"] == 0

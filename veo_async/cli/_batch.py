@@ -350,7 +350,9 @@ async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
         return _dry_run(settings, options, inputs)
     _time_scale_hint(settings)
     if options.store is not None:
-        from ._store import run_store_batch
+        from ._store import check_store_options, run_store_batch
+
+        check_store_options(options)
 
         return await run_store_batch(settings, options, inputs, options.store)
     async with open_client(settings) as client:

@@ -37,17 +37,47 @@ from ..stores import (
     open_store,
 )
 from ..stores._base import redact_url
-from ._common import EXIT_FAILED, EXIT_OK, CliError, Settings, echo_err, echo_json, open_client
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Settings,
+    echo_err,
+    echo_json,
+    open_client,
+)
 
 if TYPE_CHECKING:
     from .._client import AsyncVeoClient
     from .._models import Generation
     from ._batch import BatchOptions
 
-__all__ = ["run_status_store", "run_store_batch", "worker_name"]
+__all__ = ["check_store_options", "run_status_store", "run_store_batch", "worker_name"]
 
 MANIFEST = "manifest.jsonl"
 BATCH_FILE = "batch.json"
+
+
+def check_store_options(options: BatchOptions) -> None:
+    """Refuse, before anything is sent, the flags a shared batch does not take yet."""
+    refused = [
+        flag
+        for flag, given in (
+            ("--resubmit-uncertain", options.resubmit_uncertain),
+            ("--retry-failed", options.retry_failed),
+            ("--events", options.events is not None),
+            ("--force", options.force),
+        )
+        if given
+    ]
+    if refused:
+        raise CliError(
+            f"{', '.join(refused)} cannot be combined with --store yet: a shared batch is keyed "
+            "by its inputs (an edited file is a new batch, so --force is not needed), and "
+            "uncertain or failed inputs are resubmitted by running them as a new batch",
+            EXIT_USAGE,
+        )
 
 
 def worker_name(out: Path) -> str:
