@@ -222,3 +222,23 @@ async def test_store_options_are_checked_before_anything_runs() -> None:
             service.client.batch(["x"], store=42)  # type: ignore[call-overload]
         with pytest.raises(TypeError, match="store_options"):
             service.client.batch(["x"], store_options=StoreOptions())
+
+
+def test_the_sync_client_runs_a_durable_batch(tmp_path: Path) -> None:
+    """VeoClient.batch(store=...) in a plain script: completes, and a rerun submits nothing."""
+    from veo_async import VeoClient
+    from veo_async.emulator import EmulatorConfig, EmulatorServer
+
+    url = f"sqlite://{tmp_path / 'jobs.sqlite3'}"
+    prompts = _prompts("sync", 3)
+    with (
+        EmulatorServer(EmulatorConfig(time_scale=0.001)) as server,
+        VeoClient("sk-sync", base_url=server.base_url, time_scale=0.001) as client,
+    ):
+        first = list(client.batch(prompts, store=url, store_options=FAST))
+        again = list(client.batch(prompts, store=url))
+        created = server.stats(include_generations=False)["generations_created"]
+    assert sorted(r.index for r in first) == [0, 1, 2]
+    assert all(r.ok for r in first)
+    assert again == []
+    assert created == 3
