@@ -1,0 +1,353 @@
+"""Issue 15's batch-level faults, for real: worker processes running ``client.batch(prompts,
+store=URL)`` (``_batch_worker.py``) against an emulator server (uvicorn on loopback) and a
+real ``redis-server`` (AOF on, ``appendfsync always``) started by the test.
+
+The emulator's ledger is the truth: how many generations were created, for which prompts,
+and when. Around it, every test checks the same accounting (:func:`check_accounting`): the
+store holds exactly the batch's inputs, each ended completed or uncertain, each was reported
+by at most one worker, no prompt was generated twice, every generation belongs to a job whose
+intent was recorded (by the store's clock) before the create reached the server, and a job
+left uncertain was never sent again.
+
+Redis runs on asyncio only (``redis.asyncio``), so these tests do too; the worker processes
+are separate programs whatever the test's backend.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from veo_async.emulator import EmulatorConfig, EmulatorServer
+from veo_async.emulator._ledger import duplicate_prompts
+from veo_async.stores import JobState, StoredJob, open_store
+
+from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.slow,
+    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
+]
+
+WORKER = str(Path(__file__).with_name("_batch_worker.py"))
+SCALE = 0.005  # a generation takes about 0.2-0.6 s of wall time
+SKEW = 600.0  # ten minutes
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (AOF on, fsync always), or skip saying why."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip(NO_REDIS_REASON)
+    server = RedisServer(binary, tmp_path / "redis", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class Reported:
+    """One ``result`` line of a worker."""
+
+    worker: str
+    index: int
+    key: str
+    gid: str | None
+    outcome: str
+
+
+@dataclass
+class Worker:
+    """A ``_batch_worker.py`` process and every line it printed."""
+
+    name: str
+    proc: Process
+    out: BufferedByteReceiveStream
+    err_path: Path
+    err_file: IO[bytes]
+    lines: list[list[str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # anyio.current_time() of each line
+
+    async def line(self) -> list[str] | None:
+        """The next line (split), or ``None`` at the end of the output."""
+        try:
+            raw = await self.out.receive_until(b"\n", 1 << 20)
+        except (anyio.EndOfStream, anyio.IncompleteRead):
+            return None
+        words = raw.decode().split()
+        self.lines.append(words)
+        self.times.append(anyio.current_time())
+        return words
+
+    async def wait_loaded(self) -> None:
+        """Wait for the ``loaded`` line (imports done, at the start gate)."""
+        words = await self.line()
+        assert words == ["loaded"], (words, self.stderr())
+
+    async def go(self) -> None:
+        """Open the start gate."""
+        assert self.proc.stdin is not None
+        await self.proc.stdin.send(b"go\n")
+
+    async def run(self, *, kill_after_results: int | None = None) -> None:
+        """Read every line until the process ends; with ``kill_after_results``, SIGKILL it at
+        the first ``intent`` line after it printed that many results (a create in flight)."""
+        while (words := await self.line()) is not None:
+            if (
+                kill_after_results is not None
+                and words[0] == "intent"
+                and len(self.results) >= kill_after_results
+            ):
+                await self.kill()
+                return
+        await self.proc.wait()
+
+    async def kill(self) -> None:
+        """SIGKILL the process and reap it."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            with anyio.move_on_after(10):
+                await self.proc.wait()
+
+    async def close(self) -> None:
+        """Kill the process if it still runs; close its pipes and stderr file."""
+        await self.kill()
+        await self.proc.aclose()
+        self.err_file.close()
+
+    def words(self, kind: str) -> list[list[str]]:
+        """The lines that start with ``kind``, without it."""
+        return [w[1:] for w in self.lines if w and w[0] == kind]
+
+    @property
+    def results(self) -> list[Reported]:
+        """Every ``result`` line, parsed."""
+        return [
+            Reported(self.name, int(i), key, None if gid == "-" else gid, outcome)
+            for i, key, gid, outcome in self.words("result")
+        ]
+
+    @property
+    def intents(self) -> set[str]:
+        """Keys whose intent this worker won."""
+        return {w[0] for w in self.words("intent")}
+
+    @property
+    def created(self) -> dict[str, str]:
+        """Key -> generation id, for the creates this worker saw return (and recorded)."""
+        return {words[0]: words[1] for words in self.words("created")}
+
+    @property
+    def batch_id(self) -> str:
+        """The batch id this worker printed once the store was open."""
+        (ready,) = self.words("ready")
+        return ready[0]
+
+    @property
+    def ended_cleanly(self) -> bool:
+        """Exit code 0 after a ``done`` line."""
+        return self.proc.returncode == 0 and bool(self.words("done"))
+
+    def stderr(self) -> str:
+        """What the process wrote to stderr so far."""
+        self.err_file.flush()
+        return self.err_path.read_text(errors="replace")
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """Starts ``_batch_worker.py`` processes on one emulator server and one store URL."""
+
+    tmp_path: Path
+    base: str
+    store: str
+
+    async def start(
+        self, name: str, tag: str, n: int, *, skew: float = 0.0, **options: object
+    ) -> Worker:
+        """Start worker ``name`` on the prompts ``tag`` 0..n-1 (it waits at its start gate);
+        ``options`` are the script's other flags (``max_leased=4`` is ``--max-leased 4``);
+        ``skew`` shifts its wall clock by that many seconds."""
+        args: dict[str, object] = {"base": self.base, "store": self.store, "worker": name}
+        args |= {"tag": tag, "n": n, "time_scale": SCALE, **options}
+        command = [sys.executable, WORKER]
+        for option, value in args.items():
+            command += ["--" + option.replace("_", "-"), str(value)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMLAPI_", "VEO_"))}
+        env["VEO_TEST_CLOCK_SKEW"] = str(skew)
+        err_path = self.tmp_path / f"{name}.stderr"
+        err_file = err_path.open("wb")
+        proc = await anyio.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file, env=env
+        )
+        assert proc.stdout is not None
+        return Worker(name, proc, BufferedByteReceiveStream(proc.stdout), err_path, err_file)
+
+
+async def start_all(workers: list[Worker]) -> None:
+    """Wait until every worker is at its start gate, then open all the gates at once."""
+    for worker in workers:
+        await worker.wait_loaded()
+    for worker in workers:
+        await worker.go()
+
+
+async def stored_jobs(url: str, batch_id: str) -> list[StoredJob]:
+    """Every job of ``batch_id`` in the store at ``url``."""
+    store = await open_store(url, batch_id=batch_id)
+    try:
+        return await store.jobs()
+    finally:
+        await store.aclose()
+
+
+def prompts_of(tag: str, n: int) -> list[str]:
+    """The prompts ``_batch_worker.py`` makes for ``tag`` (index = position)."""
+    return [f"{tag} scene {i}" for i in range(n)]
+
+
+def check_accounting(
+    prompts: list[str],
+    workers: list[Worker],
+    jobs: list[StoredJob],
+    generations: list[dict[str, Any]],
+) -> dict[str, StoredJob]:
+    """The invariants every scenario must keep (see the module docstring); returns the jobs
+    by prompt.
+
+    - the store holds exactly ``prompts``, each completed or uncertain, each intent taken
+      once (``attempts == 1``) and announced by at most one worker (none only when its owner
+      was SIGKILLed before it could print);
+    - no input was reported twice across ``workers``; each report agrees with the store;
+      every uncertain job was reported; an input nobody reported is completed (its worker
+      died between recording the outcome and printing it);
+    - the ledger: no prompt twice, only these prompts; a completed job's id is the ledger's;
+      an uncertain job made at most one generation; every generation's job had its intent
+      stamped by the store before the create reached the server.
+    """
+    by_prompt = {str((job.request or {})["prompt"]): job for job in jobs}
+    assert sorted(by_prompt) == sorted(prompts), "the store holds exactly the batch's inputs"
+    assert len(jobs) == len(prompts)
+    index_of = {prompt: i for i, prompt in enumerate(prompts)}
+    by_key = {job.key: job for job in jobs}
+    states = Counter(job.state for job in jobs)
+    assert set(states) <= {JobState.COMPLETED, JobState.UNCERTAIN}, states
+    assert all(job.attempts == 1 for job in jobs), [(j.key, j.attempts) for j in jobs]
+
+    announced = Counter(key for w in workers for key in w.intents)
+    assert max(announced.values()) == 1, "an intent was won twice"
+    killed = {w.name for w in workers if w.proc.returncode == -signal.SIGKILL}
+    for job in jobs:
+        # a worker killed between winning an intent and printing it is the only exception
+        assert job.key in announced or job.owner in killed, f"{job.key}: no worker won it"
+
+    reported = [r for w in workers for r in w.results]
+    assert len({r.index for r in reported}) == len(reported), "an input was reported twice"
+    for r in reported:
+        job = by_key[r.key]
+        assert index_of[str((job.request or {})["prompt"])] == r.index
+        if r.outcome == "ok":
+            assert job.state is JobState.COMPLETED and job.generation_id == r.gid, (r, job)
+        else:
+            assert r.outcome == "uncertain" and job.state is JobState.UNCERTAIN, (r, job)
+    seen = {r.key for r in reported}
+    for job in jobs:
+        if job.key not in seen:
+            assert job.state is JobState.COMPLETED, f"{job.key} ended {job.state} unreported"
+
+    assert duplicate_prompts(generations) == {}, "a prompt was generated twice"
+    ledger = {str(g["prompt"]): g for g in generations}
+    assert set(ledger) <= set(prompts), "a generation for an input of no batch here"
+    for prompt, job in by_prompt.items():
+        generation = ledger.get(prompt)
+        if job.state is JobState.COMPLETED:
+            assert generation is not None and generation["id"] == job.generation_id
+        if generation is not None:
+            # the create was sent only after the intent was durably in the store
+            assert job.intent_at is not None
+            assert job.intent_at <= float(generation["created_at"]) + 0.001, (job, generation)
+    return by_prompt
+
+
+# --------------------------------------------------------------------------- 1. SIGKILL
+
+
+async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """Three workers share a 24-input batch on Redis; one is SIGKILLed with a create in flight
+    after it reported two results. The two others take over its leases after ``lease_seconds``:
+    the jobs it had submitted are finished under the ids it recorded, the one whose create was
+    in flight is reported uncertain (never re-sent) or tracked by its recorded id; the ledger
+    has one generation per input minus the uncertain ones that never reached it."""
+    n = 24
+    tag = "kill-" + uuid.uuid4().hex[:8]
+    prompts = prompts_of(tag, n)
+    batch_id = "kill-" + uuid.uuid4().hex[:8]
+    with EmulatorServer(EmulatorConfig(time_scale=SCALE)) as emulator:
+        launch = Launcher(tmp_path, emulator.base_url, redis.url)
+        workers = [
+            await launch.start(
+                name, tag, n, batch_id=batch_id, lease=1.0, max_leased=4, concurrency=4
+            )
+            for name in "abc"
+        ]
+        doomed, *rescuers = workers
+        try:
+            with anyio.fail_after(60):
+                await start_all(workers)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(partial(doomed.run, kill_after_results=2))
+                    for worker in rescuers:
+                        tg.start_soon(worker.run)
+        finally:
+            for worker in workers:
+                await worker.close()
+        generations = emulator.stats()["generations"]
+
+    assert doomed.proc.returncode == -signal.SIGKILL and not doomed.words("done")
+    for worker in rescuers:
+        assert worker.ended_cleanly, worker.stderr()
+    jobs = await stored_jobs(redis.url, batch_id)
+    by_prompt = check_accounting(prompts, workers, jobs, generations)
+    by_key = {job.key: job for job in jobs}
+
+    # The doomed worker's unfinished jobs were taken over: each one it won the intent for
+    # (announced or not: the kill may land between the two) and did not report is reported
+    # by a rescuer, the one whose create was in flight at the kill among them.
+    owned = {job.key for job in jobs if job.owner == doomed.name}
+    assert doomed.intents <= owned
+    orphans = owned - {r.key for r in doomed.results}
+    assert orphans, "the kill came with a create in flight"
+    rescued = {r.key: r for w in rescuers for r in w.results}
+    for key in orphans - set(rescued):
+        # unreported only if the doomed worker recorded the outcome and died before printing
+        assert by_key[key].state is JobState.COMPLETED
+    for key, gid in doomed.created.items():
+        # an id recorded before the kill is tracked, not submitted again
+        assert by_key[key].generation_id == gid
+    uncertain = {p for p, job in by_prompt.items() if job.state is JobState.UNCERTAIN}
+    for prompt in uncertain:
+        job = by_prompt[prompt]
+        assert job.key in orphans and job.key not in doomed.created
+        assert rescued[job.key].outcome == "uncertain"
+    assert len(uncertain) <= 4  # at most the doomed worker's leases
+    reached = {str(g["prompt"]) for g in generations}
+    assert len(generations) == n - len(uncertain - reached)
