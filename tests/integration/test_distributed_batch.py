@@ -19,9 +19,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,6 +34,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from veo_async import AsyncVeoClient, BatchResult, StoreOptions
 from veo_async.emulator import EmulatorConfig, EmulatorServer
 from veo_async.emulator._ledger import duplicate_prompts
 from veo_async.stores import JobState, StoredJob, open_store
@@ -106,10 +108,18 @@ class Worker:
         assert self.proc.stdin is not None
         await self.proc.stdin.send(b"go\n")
 
-    async def run(self, *, kill_after_results: int | None = None) -> None:
-        """Read every line until the process ends; with ``kill_after_results``, SIGKILL it at
-        the first ``intent`` line after it printed that many results (a create in flight)."""
+    async def run(
+        self,
+        *,
+        kill_after_results: int | None = None,
+        on_line: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """Read every line until the process ends (``on_line`` sees each); with
+        ``kill_after_results``, SIGKILL it at the first ``intent`` line after it printed that
+        many results (a create in flight)."""
         while (words := await self.line()) is not None:
+            if on_line is not None:
+                on_line(words)
             if (
                 kill_after_results is not None
                 and words[0] == "intent"
@@ -167,7 +177,8 @@ class Worker:
 
     def stderr(self) -> str:
         """What the process wrote to stderr so far."""
-        self.err_file.flush()
+        if not self.err_file.closed:
+            self.err_file.flush()
         return self.err_path.read_text(errors="replace")
 
 
@@ -180,13 +191,19 @@ class Launcher:
     store: str
 
     async def start(
-        self, name: str, tag: str, n: int, *, skew: float = 0.0, **options: object
+        self,
+        name: str,
+        tag: str,
+        n: int,
+        options: Mapping[str, object] | None = None,
+        *,
+        skew: float = 0.0,
     ) -> Worker:
         """Start worker ``name`` on the prompts ``tag`` 0..n-1 (it waits at its start gate);
         ``options`` are the script's other flags (``max_leased=4`` is ``--max-leased 4``);
         ``skew`` shifts its wall clock by that many seconds."""
         args: dict[str, object] = {"base": self.base, "store": self.store, "worker": name}
-        args |= {"tag": tag, "n": n, "time_scale": SCALE, **options}
+        args |= {"tag": tag, "n": n, "time_scale": SCALE, **(options or {})}
         command = [sys.executable, WORKER]
         for option, value in args.items():
             command += ["--" + option.replace("_", "-"), str(value)]
@@ -301,14 +318,10 @@ async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
     tag = "kill-" + uuid.uuid4().hex[:8]
     prompts = prompts_of(tag, n)
     batch_id = "kill-" + uuid.uuid4().hex[:8]
+    options = {"batch_id": batch_id, "lease": 1.0, "max_leased": 4, "concurrency": 4}
     with EmulatorServer(EmulatorConfig(time_scale=SCALE)) as emulator:
         launch = Launcher(tmp_path, emulator.base_url, redis.url)
-        workers = [
-            await launch.start(
-                name, tag, n, batch_id=batch_id, lease=1.0, max_leased=4, concurrency=4
-            )
-            for name in "abc"
-        ]
+        workers = [await launch.start(name, tag, n, options) for name in "abc"]
         doomed, *rescuers = workers
         try:
             with anyio.fail_after(60):
@@ -351,3 +364,211 @@ async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
     assert len(uncertain) <= 4  # at most the doomed worker's leases
     reached = {str(g["prompt"]) for g in generations}
     assert len(generations) == n - len(uncertain - reached)
+
+
+# --------------------------------------------------------------------------- 2. Redis restart
+
+
+async def test_redis_restarted_mid_batch_loses_no_intent_and_the_batch_goes_on(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """Two workers run a 20-input batch; after four results the redis-server is SIGKILLed and
+    restarted 1 s later on the same port from its AOF. The workers carry on (or, if one gave
+    up, a rerun resumes): every generation in the ledger belongs to a job whose intent the
+    store stamped before the create reached the server, none was lost with the restart, no
+    prompt was generated twice, and creates went on after the restart."""
+    n = 20
+    tag = "restart-" + uuid.uuid4().hex[:8]
+    prompts = prompts_of(tag, n)
+    batch_id = "restart-" + uuid.uuid4().hex[:8]
+    options: dict[str, object] = {
+        "batch_id": batch_id,
+        "lease": 1.0,
+        "max_leased": 4,
+        "concurrency": 4,
+    }
+    restarted_at = 0.0
+    with EmulatorServer(EmulatorConfig(time_scale=SCALE)) as emulator:
+        launch = Launcher(tmp_path, emulator.base_url, redis.url)
+        workers = [await launch.start(name, tag, n, options) for name in "ab"]
+
+        four_results = anyio.Event()
+
+        def tally(words: list[str]) -> None:
+            if sum(len(w.results) for w in workers) >= 4:
+                four_results.set()
+
+        async def restart_redis_midway() -> None:
+            nonlocal restarted_at
+            await four_results.wait()
+            await anyio.to_thread.run_sync(redis.kill)
+            assert not redis.ping()
+            await anyio.sleep(1.0)
+            await anyio.to_thread.run_sync(redis.start)
+            restarted_at = time.time()
+
+        try:
+            with anyio.fail_after(60):
+                await start_all(workers)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(restart_redis_midway)
+                    for worker in workers:
+                        tg.start_soon(partial(worker.run, on_line=tally))
+                if not all(w.ended_cleanly for w in workers):
+                    # a worker gave up during the outage: a rerun resumes the batch
+                    rerun = await launch.start("rerun", tag, n, options)
+                    workers.append(rerun)
+                    await start_all([rerun])
+                    await rerun.run()
+                    assert rerun.ended_cleanly, rerun.stderr()
+        finally:
+            for worker in workers:
+                await worker.close()
+        generations = emulator.stats()["generations"]
+
+    assert restarted_at > 0
+    for worker in workers:
+        # a worker either carried on to the end or stopped with a clear store error
+        assert worker.ended_cleanly or worker.words("error"), worker.stderr()
+        assert worker.ended_cleanly or worker.proc.returncode == 2
+    jobs = await stored_jobs(redis.url, batch_id)
+    by_prompt = check_accounting(prompts, workers, jobs, generations)
+    # every id a worker saw recorded survived the restart
+    recorded = {key: gid for w in workers for key, gid in w.created.items()}
+    for job in jobs:
+        if job.key in recorded:
+            assert job.generation_id == recorded[job.key]
+    assert any((job.intent_at or 0) > restarted_at for job in jobs), "nothing after the restart"
+    uncertain = [p for p, job in by_prompt.items() if job.state is JobState.UNCERTAIN]
+    assert len(generations) >= n - len(uncertain)
+
+
+# --------------------------------------------------------------------------- 3. unreachable
+
+
+async def test_an_unreachable_redis_at_start_is_a_clear_error_and_nothing_is_sent(
+    tmp_path: Path,
+) -> None:
+    """Nothing listens at the store URL: the worker stops within seconds with a
+    StoreUnavailableError naming the URL without its password (printed nowhere), and the
+    emulator saw no request at all."""
+    port = free_port()
+    secret = "pw-" + uuid.uuid4().hex
+    url = f"redis://worker:{secret}@127.0.0.1:{port}/3"
+    with EmulatorServer(EmulatorConfig(time_scale=SCALE)) as emulator:
+        launch = Launcher(tmp_path, emulator.base_url, url)
+        worker = await launch.start("solo", "unreachable", 6)
+        try:
+            with anyio.fail_after(30):
+                await start_all([worker])
+                opened = anyio.current_time()
+                await worker.run()
+        finally:
+            await worker.close()
+        stats = emulator.stats()
+
+    assert worker.proc.returncode == 2, worker.stderr()
+    (error,) = worker.words("error")
+    assert error[0] == "StoreUnavailableError"
+    assert worker.times[-1] - opened < 10  # fails fast, no endless reconnecting
+    message = " ".join(error[1:])
+    assert f"redis://worker@127.0.0.1:{port}/3" in message
+    assert "nothing was submitted" in message
+    printed = " ".join(" ".join(w) for w in worker.lines) + worker.stderr()
+    assert secret not in printed
+    assert not worker.words("ready") and not worker.intents
+    assert stats["create_requests"] == 0
+    assert stats["generations_created"] == 0
+    assert stats["poll_requests"] == 0
+
+
+# --------------------------------------------------------------------------- 4. clock, batches
+
+
+async def test_skewed_clocks_and_two_batches_on_one_store_do_not_cross_talk(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """Two batches with different inputs run at once on one Redis: batch X by two worker
+    processes whose clocks are ten minutes fast and ten minutes slow, batch Y by this process
+    (on time), started while X runs. Each batch (its id derived from its inputs) holds only its
+    inputs and is worked only by its own workers; each prompt is generated once; the store's
+    stamps are the server's time; and no lease was taken over although the two X workers'
+    clocks disagree by twenty minutes, far more than ``lease_seconds``."""
+    n = 12
+    tag_x, tag_y = ("skew-x-" + uuid.uuid4().hex[:8]), ("skew-y-" + uuid.uuid4().hex[:8])
+    prompts_x, prompts_y = prompts_of(tag_x, n), prompts_of(tag_y, n)
+    options: dict[str, object] = {"lease": 3.0, "max_leased": 3, "concurrency": 3}
+    here = StoreOptions(worker="y-here", lease_seconds=3.0, max_leased=3, idle_poll=0.05)
+    y_entered, x_progress = anyio.Event(), anyio.Event()
+    y_results: list[BatchResult] = []
+    y_batch_id: str | None = None
+    with EmulatorServer(EmulatorConfig(time_scale=SCALE)) as emulator:
+        launch = Launcher(tmp_path, emulator.base_url, redis.url)
+        x_fast = await launch.start("x-fast", tag_x, n, options, skew=SKEW)
+        x_slow = await launch.start("x-slow", tag_x, n, options, skew=-SKEW)
+        workers = [x_fast, x_slow]
+
+        def watch(words: list[str]) -> None:
+            if words[0] == "result":
+                x_progress.set()
+
+        async def batch_y() -> None:
+            # Y stays open (one result consumed, the rest waiting) until X has results: the
+            # two batches are live on the store at the same time.
+            nonlocal y_batch_id
+            client = AsyncVeoClient("emulator-key", base_url=emulator.base_url, time_scale=SCALE)
+            async with (
+                client,
+                client.batch(
+                    prompts_y, store=redis.url, store_options=here, max_concurrency=3
+                ) as batch,
+            ):
+                y_batch_id = batch.batch_id
+                y_entered.set()
+                async for result in batch:
+                    y_results.append(result)
+                    if len(y_results) == 1:
+                        await x_progress.wait()
+
+        try:
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(batch_y)
+                    await y_entered.wait()
+                    await start_all(workers)
+                    for worker in workers:
+                        tg.start_soon(partial(worker.run, on_line=watch))
+        finally:
+            for worker in workers:
+                await worker.close()
+        generations = emulator.stats()["generations"]
+
+    for worker in workers:
+        assert worker.ended_cleanly, worker.stderr()
+        assert "taken over" not in worker.stderr()
+    assert x_fast.batch_id == x_slow.batch_id != y_batch_id
+    assert sorted(r.index for r in y_results) == list(range(n))
+    assert all(r.ok for r in y_results)
+
+    assert sorted(str(g["prompt"]) for g in generations) == sorted(prompts_x + prompts_y)
+    assert duplicate_prompts(generations) == {}
+    created_at = {str(g["prompt"]): float(g["created_at"]) for g in generations}
+    jobs_x = await stored_jobs(redis.url, x_fast.batch_id)
+    assert y_batch_id is not None
+    jobs_y = await stored_jobs(redis.url, y_batch_id)
+    of_x = [g for g in generations if str(g["prompt"]).startswith(tag_x + " ")]
+    by_prompt = check_accounting(prompts_x, workers, jobs_x, of_x)
+    assert sorted(str((j.request or {})["prompt"]) for j in jobs_y) == sorted(prompts_y)
+    assert {job.owner for job in jobs_x} <= {"x-fast", "x-slow"}
+    assert {job.owner for job in jobs_y} == {"y-here"}
+    for worker in workers:
+        assert worker.results, f"{worker.name} did no work"
+        assert all(r.outcome == "ok" for r in worker.results)
+    for job in jobs_x + jobs_y:
+        assert job.state is JobState.COMPLETED
+        prompt = str((job.request or {})["prompt"])
+        # stamped by Redis's clock: within seconds of the emulator's, never ten minutes off
+        assert job.intent_at is not None and job.finished_at is not None
+        assert abs(job.intent_at - created_at[prompt]) < 5
+        assert abs(job.finished_at - created_at[prompt]) < 30
+    assert len(by_prompt) == n
