@@ -15,6 +15,7 @@ are separate programs whatever the test's backend.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,17 +36,24 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from veo_async import AsyncVeoClient, BatchResult, StoreOptions
+from veo_async._models import coerce_request
 from veo_async.emulator import EmulatorConfig, EmulatorServer
 from veo_async.emulator._ledger import duplicate_prompts
-from veo_async.stores import JobState, StoredJob, open_store
+from veo_async.stores import (
+    JobState,
+    SQLiteStore,
+    StoredJob,
+    WorkItem,
+    input_keys,
+    open_store,
+)
+from veo_async.testing import emulated
 
 from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.slow,
-    pytest.mark.parametrize("anyio_backend", ["asyncio"]),
-]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 WORKER = str(Path(__file__).with_name("_batch_worker.py"))
 SCALE = 0.005  # a generation takes about 0.2-0.6 s of wall time
@@ -306,6 +314,7 @@ def check_accounting(
 # --------------------------------------------------------------------------- 1. SIGKILL
 
 
+@ASYNCIO_ONLY
 async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
     redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -369,6 +378,7 @@ async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
 # --------------------------------------------------------------------------- 2. Redis restart
 
 
+@ASYNCIO_ONLY
 async def test_redis_restarted_mid_batch_loses_no_intent_and_the_batch_goes_on(
     redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -446,6 +456,7 @@ async def test_redis_restarted_mid_batch_loses_no_intent_and_the_batch_goes_on(
 # --------------------------------------------------------------------------- 3. unreachable
 
 
+@ASYNCIO_ONLY
 async def test_an_unreachable_redis_at_start_is_a_clear_error_and_nothing_is_sent(
     tmp_path: Path,
 ) -> None:
@@ -485,6 +496,7 @@ async def test_an_unreachable_redis_at_start_is_a_clear_error_and_nothing_is_sen
 # --------------------------------------------------------------------------- 4. clock, batches
 
 
+@ASYNCIO_ONLY
 async def test_skewed_clocks_and_two_batches_on_one_store_do_not_cross_talk(
     redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -572,3 +584,92 @@ async def test_skewed_clocks_and_two_batches_on_one_store_do_not_cross_talk(
         assert abs(job.intent_at - created_at[prompt]) < 5
         assert abs(job.finished_at - created_at[prompt]) < 30
     assert len(by_prompt) == n
+
+
+# --------------------------------------------------------------------------- 5. late heartbeats
+
+
+async def test_a_worker_whose_heartbeat_stalls_does_not_run_its_own_jobs_twice(
+    tmp_path: Path,
+) -> None:
+    """A worker's heartbeat stalls past ``lease_seconds`` (a blocked loop, a store outage)
+    while a live peer holds one job, so the worker keeps looking for abandoned leases and
+    finds its own: it keeps them without handing them to its engine again. Each input is
+    reported once and generated once (the peer's job too, taken over when the peer dies)."""
+    store = await SQLiteStore.open(tmp_path / "jobs.sqlite3", batch_id="stall")
+    renew = store.heartbeat
+
+    async def stalled_heartbeat(worker: str, items: Sequence[WorkItem]) -> list[WorkItem]:
+        return []  # never renews: the leases go idle
+
+    store.heartbeat = stalled_heartbeat  # type: ignore[method-assign]
+    prompts = prompts_of("stall", 4)
+    keys = input_keys(coerce_request(p).to_body() for p in prompts)
+    await store.add_inputs(zip(keys, (coerce_request(p).to_body() for p in prompts), strict=True))
+    peer_items = await store.take_work("peer", count=1)
+
+    async def peer() -> None:
+        for _ in range(12):  # alive for a while, then gone
+            await renew("peer", peer_items)
+            await anyio.sleep(0.1)
+
+    options = StoreOptions(worker="w", lease_seconds=0.3, idle_poll=0.05)
+    try:
+        async with emulated(time_scale=0.02) as service:
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(peer)
+                    async with service.client.batch(
+                        prompts, store=store, store_options=options
+                    ) as batch:
+                        results = [result async for result in batch]
+            stats = service.stats()
+        jobs = await store.jobs()
+    finally:
+        await store.aclose()
+    assert sorted(r.index for r in results) == [0, 1, 2, 3]  # each reported once
+    assert all(r.ok for r in results)
+    assert stats["generations_created"] == 4 and duplicate_prompts(stats["generations"]) == {}
+    assert stats["create_requests"] == 4
+    assert {job.state for job in jobs} == {JobState.COMPLETED}
+
+
+async def test_a_lease_acked_during_a_heartbeat_is_not_reported_as_taken_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job that ends (its lease acked) while a heartbeat carrying it is on its way comes
+    back from the store as not renewed: that is this worker's own ack, not a takeover, and is
+    not logged as one."""
+    store = await SQLiteStore.open(tmp_path / "jobs.sqlite3", batch_id="race")
+    renew, ack = store.heartbeat, store.ack
+    acked = anyio.Event()
+    beats_after_ack = 0
+
+    async def counting_ack(worker: str, items: Sequence[WorkItem]) -> None:
+        await ack(worker, items)
+        acked.set()
+
+    async def slow_heartbeat(worker: str, items: Sequence[WorkItem]) -> list[WorkItem]:
+        nonlocal beats_after_ack
+        await acked.wait()  # the beat is "on its way" until a job of it ended here
+        beats_after_ack += 1
+        return await renew(worker, items)
+
+    store.ack = counting_ack  # type: ignore[method-assign]
+    store.heartbeat = slow_heartbeat  # type: ignore[method-assign]
+    options = StoreOptions(worker="w", lease_seconds=0.15, idle_poll=0.05)
+    caplog.set_level(logging.WARNING, logger="veo_async.batch")
+    try:
+        async with emulated(time_scale=0.01) as service:
+            with anyio.fail_after(30):
+                async with service.client.batch(
+                    prompts_of("race", 3), store=store, store_options=options
+                ) as batch:
+                    results = [result async for result in batch]
+            created = service.stats()["generations_created"]
+    finally:
+        await store.aclose()
+    assert beats_after_ack >= 1
+    assert sorted(r.index for r in results) == [0, 1, 2] and all(r.ok for r in results)
+    assert created == 3
+    assert not [r for r in caplog.records if "taken over" in r.getMessage()]
