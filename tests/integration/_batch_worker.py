@@ -20,27 +20,46 @@ parent can time a kill and knows what this worker did:
 ``VEO_TEST_CLOCK_SKEW`` (seconds, may be negative) shifts ``time.time`` in this process: a
 worker whose wall clock is off by that much (monotonic time, which the engine paces with, is
 left alone).
+
+``python _batch_worker.py --zygote`` imports everything once, prints ``zygote ready``, then
+forks one worker per JSON line on stdin (``{"argv": [...], "port": P, "stderr": PATH,
+"skew": S}``): each child is a separate process with its own event loop and connections,
+made after the fork. It connects to ``127.0.0.1:P`` and uses that socket as its stdin and
+stdout (first line ``hello PID``, last line ``exit CODE`` unless killed), and writes its
+stderr to ``PATH``. Forking skips the import time of a fresh interpreter (seconds on a
+loaded machine) for every worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
+import socket
 import sys
 import time
+import traceback
+from contextlib import suppress
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-SKEW = float(os.environ.get("VEO_TEST_CLOCK_SKEW", "0") or 0)
-if SKEW:
-    _real_time = time.time
 
-    def _skewed_time() -> float:
-        return _real_time() + SKEW
+def shift_clock(skew: float) -> None:
+    """Make ``time.time`` run ``skew`` seconds off in this process."""
+    if not skew:
+        return
+    real_time = time.time
 
-    time.time = _skewed_time
+    def skewed_time() -> float:
+        return real_time() + skew
+
+    time.time = skewed_time
+
+
+shift_clock(float(os.environ.get("VEO_TEST_CLOCK_SKEW", "0") or 0))
 
 from veo_async import (  # noqa: E402 - after the clock is shifted, on purpose
     AsyncVeoClient,
@@ -127,6 +146,72 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def run(argv: list[str]) -> int:
+    """Parse ``argv`` and run one worker on its backend."""
+    args = parse(argv)
+    code: int = anyio.run(main, args, backend=args.backend)
+    return code
+
+
+# ------------------------------------------------------------------------------ zygote
+
+
+def serve_forks() -> None:
+    """Import what a worker needs, then fork one worker per spec line on stdin."""
+    import threading
+
+    import redis.asyncio  # noqa: F401 - imported once here, not in every child
+    import trio  # noqa: F401
+
+    import veo_async.batch._durable
+    import veo_async.stores._redis
+    import veo_async.stores._sqlite  # noqa: F401
+
+    assert threading.active_count() == 1, "fork only from a single-threaded process"
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    say("zygote ready")
+    for line in sys.stdin:
+        spec = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() == 0:
+            code = 1
+            try:
+                code = forked_child(spec)
+            finally:
+                os._exit(code)  # never back into the zygote's loop
+
+
+def forked_child(spec: dict[str, Any]) -> int:
+    """Become one worker: the socket is stdin and stdout, ``spec["stderr"]`` is stderr."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        err = os.open(spec["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(err, 2)
+        os.dup2(err, 1)  # stray writes to fd 1 go to the file, not the zygote's pipe
+        os.close(err)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        sock = socket.create_connection(("127.0.0.1", spec["port"]))
+        sys.stdin = sock.makefile("r", encoding="utf-8")
+        sys.stdout = sock.makefile("w", encoding="utf-8")
+        say("hello", os.getpid())
+        shift_clock(float(spec.get("skew", 0.0)))
+        code = run(spec["argv"])
+        say("exit", code)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError):
+                stream.flush()
+    return code
+
+
 if __name__ == "__main__":
-    parsed = parse(sys.argv[1:])
-    sys.exit(anyio.run(main, parsed, backend=parsed.backend))
+    if sys.argv[1:] == ["--zygote"]:
+        serve_forks()
+    else:
+        sys.exit(run(sys.argv[1:]))
