@@ -381,22 +381,33 @@ def check_accounting(
 # --------------------------------------------------------------------------- 1. SIGKILL
 
 
-@ASYNCIO_ONLY
+@pytest.mark.parametrize(
+    ("anyio_backend", "kind", "backend"),
+    [("asyncio", "redis", "asyncio"), ("asyncio", "sqlite", "trio")],
+    ids=["redis-asyncio-workers", "sqlite-trio-workers"],
+)
 async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
-    redis: RedisServer, zygote: Zygote, tmp_path: Path
+    kind: str, backend: str, zygote: Zygote, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """Three workers share a 24-input batch on Redis; one is SIGKILLed with a create in flight
-    after it reported two results. The two others take over its leases after ``lease_seconds``:
-    the jobs it had submitted are finished under the ids it recorded, the one whose create was
-    in flight is reported uncertain (never re-sent) or tracked by its recorded id; the ledger
-    has one generation per input minus the uncertain ones that never reached it."""
+    """Three workers share a 24-input batch (on Redis; or on one SQLite file, the workers on
+    trio); one is SIGKILLed with a create in flight after it reported two results. The two
+    others take over its leases after ``lease_seconds``: the jobs it had submitted are
+    finished under the ids it recorded, the one whose create was in flight is reported
+    uncertain (never re-sent) or tracked by its recorded id; the ledger has one generation per
+    input minus the uncertain ones that never reached it."""
     n = 24
     tag = "kill-" + uuid.uuid4().hex[:8]
     prompts = prompts_of(tag, n)
     batch_id = "kill-" + uuid.uuid4().hex[:8]
     options = {"batch_id": batch_id, "lease": 1.0, "max_leased": 4, "concurrency": 4}
+    options["backend"] = backend
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis")
+        url = server.url
+    else:
+        url = f"sqlite://{tmp_path / 'jobs.sqlite3'}"
     with EmulatorServer(EmulatorConfig(time_scale=SCALE)) as emulator:
-        launch = Launcher(zygote, tmp_path, emulator.base_url, redis.url)
+        launch = Launcher(zygote, tmp_path, emulator.base_url, url)
         workers = [await launch.start(name, tag, n, options) for name in "abc"]
         doomed, *rescuers = workers
         try:
@@ -414,7 +425,7 @@ async def test_a_worker_killed_mid_batch_leaves_its_jobs_to_the_others(
     assert doomed.returncode == -signal.SIGKILL and not doomed.words("done")
     for worker in rescuers:
         assert worker.ended_cleanly, worker.stderr()
-    jobs = await stored_jobs(redis.url, batch_id)
+    jobs = await stored_jobs(url, batch_id)
     by_prompt = check_accounting(prompts, workers, jobs, generations)
     by_key = {job.key: job for job in jobs}
 
@@ -680,13 +691,13 @@ async def test_a_worker_whose_heartbeat_stalls_does_not_run_its_own_jobs_twice(
     peer_items = await store.take_work("peer", count=1)
 
     async def peer() -> None:
-        for _ in range(12):  # alive for a while, then gone
+        for _ in range(8):  # alive for a while, then gone
             await renew("peer", peer_items)
             await anyio.sleep(0.1)
 
     options = StoreOptions(worker="w", lease_seconds=0.3, idle_poll=0.05)
     try:
-        async with emulated(time_scale=0.02) as service:
+        async with emulated(time_scale=0.01) as service:
             with anyio.fail_after(30):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(peer)
