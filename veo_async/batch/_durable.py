@@ -370,6 +370,11 @@ class DurableBatch(Batch):
                 await anyio.sleep(opts.idle_poll)
                 continue
             for item in items:
+                if item.key in self._held:
+                    # This worker's own lease, idle because its heartbeat came late (a stalled
+                    # loop, a store outage): the reclaim renewed it; the job is already here.
+                    self._held[item.key] = item
+                    continue
                 self._held[item.key] = item
                 await self._hand_over(item, send)
 
@@ -429,6 +434,8 @@ class DurableBatch(Batch):
                 log.warning("renewing %d leases failed: %s", len(held), exc)
                 continue
             for item in lost:
+                if self._held.get(item.key) != item:
+                    continue  # it ended here (acked) while the beat was on its way
                 log.warning("job %s was taken over by another worker", item.key)
                 self._held.pop(item.key, None)
 
