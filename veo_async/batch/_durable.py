@@ -86,7 +86,9 @@ class StoreOptions:
     lease_seconds: float = 30.0
     """A worker that has not renewed its leases for this long is taken for dead and its jobs
     are taken over (renewed every third of it). The server's clock decides, not the
-    workers'."""
+    workers'. Keep it longer than the longest stall of a live worker (a blocked event loop, a
+    store outage): a worker that stalls past it keeps running the jobs a peer took over, and
+    both report them (nothing is billed twice: the intent step has one winner)."""
     max_leased: int = 1000
     """The most jobs this worker holds at once; the rest stay for other workers."""
     idle_poll: float = 1.0
