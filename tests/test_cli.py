@@ -23,18 +23,26 @@ SAMPLE_SHA = hashlib.sha256(sample_video()).hexdigest()
 SCALE = "0.01"
 
 
+MODULE_CONFIG = EmulatorConfig(time_scale=0.01, seed=7)
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmulatorServer]:
     """One real emulator server for the module (reset before each test that uses it)."""
-    with EmulatorServer(EmulatorConfig(time_scale=0.01, seed=7)) as srv:
+    with EmulatorServer(MODULE_CONFIG) as srv:
         yield srv
 
 
 @pytest.fixture
 def emu(server: EmulatorServer) -> EmulatorServer:
-    """The module's server, reset, with default config."""
+    """The module's server, reset, with the module's whole config restored.
+
+    Every setting is restored, not a list of them: a test's ``generation_time_factor=20``
+    once leaked into every later test of the module and made each batch 20 times slower.
+    """
     server.reset()
-    server.configure(api_key=None, faults={"job_error": 0.0, "lost_create": 0.0}, time_scale=0.01)
+    server.configure(MODULE_CONFIG.model_dump())
+    assert server.emulator.config == MODULE_CONFIG
     return server
 
 
