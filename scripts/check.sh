@@ -9,8 +9,12 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# pip's cache stays on (never --no-cache-dir): a second run, or CI that keeps ~/.cache/pip
+# (or PIP_CACHE_DIR) between runs, installs from cached wheels instead of downloading them.
+# No version self-check on each call (the first line upgrades pip anyway).
+PIP=(.venv/bin/python -m pip --disable-pip-version-check install --quiet)
+"${PIP[@]}" --upgrade pip
+"${PIP[@]}" -e '.[dev]'
 echo "== ruff";  .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy
