@@ -27,7 +27,5 @@ if [ -f mkdocs.yml ]; then
 fi
 # Two worker processes (pytest-xdist; PYTEST_WORKERS to change): the suite is mostly real
 # sockets and subprocesses waiting on I/O, so two workers halve it even on two cores.
-# --dist loadgroup: a module marked xdist_group (an expensive module-scoped fixture, such as
-# the quick benchmark run) goes whole to one worker, so the fixture runs once, and groups
-# start before the single tests, so the longest unit never runs last on one busy worker.
-echo "== pytest"; .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"
+# tests/conftest.py schedules them: single tests, except a few whole modules sent first.
+echo "== pytest"; .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

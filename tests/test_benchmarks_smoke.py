@@ -17,9 +17,7 @@ from benchmarks.competitors import COMPETITORS
 from benchmarks.report import FIGURES
 from benchmarks.run import CONDITIONS, main, quick_plan
 
-# One xdist worker takes the whole module, so its module-scoped quick benchmark run runs once, and
-# scripts/check.sh's --dist loadgroup starts groups before single tests.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("bench_quick")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 _NUMBERS = (
     "makespan_s",

@@ -18,10 +18,6 @@ from benchmarks.vs_script import main, paid_not_started_max
 
 _SIZE = 8
 
-# One xdist worker takes the whole module, so its module-scoped harness run runs once, and
-# scripts/check.sh's --dist loadgroup starts groups before single tests.
-pytestmark = pytest.mark.xdist_group("bench_vs_script")
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:

@@ -28,10 +28,6 @@ from veo_async.emulator import EmulatorConfig, EmulatorServer, FaultConfig, samp
 from veo_async.report import ReportError, load_batch, render_report, write_report
 from veo_async.report import _posters as posters_module
 
-# One xdist worker takes the whole module, so its module-scoped CLI batch runs once, and
-# scripts/check.sh's --dist loadgroup starts groups before single tests.
-pytestmark = pytest.mark.xdist_group("report")
-
 HOSTILE = "<script>alert(1)</script>"
 PROMPTS = [
     "A red fox trotting through fresh snow at dawn",

@@ -23,9 +23,7 @@ import pytest
 from veo_async.emulator import EmulatorConfig, EmulatorServer, FaultConfig
 from veo_async.report import write_report
 
-# One xdist worker takes the whole module, so its module-scoped CLI batch runs once, and
-# scripts/check.sh's --dist loadgroup starts groups before single tests.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report_browser")]
+pytestmark = pytest.mark.slow
 
 DOCS_IMAGE = Path(__file__).resolve().parents[2] / "docs" / "img" / "report.png"
 
