@@ -22,10 +22,11 @@ from veo_async.cli._app import cli
 from veo_async.emulator import Emulator, EmulatorConfig, EmulatorServer, sample_video
 
 SAMPLE_SHA = hashlib.sha256(sample_video()).hexdigest()
-SCALE = "0.01"
+# a veo2 job is about 0.1-0.2 s of real time: the tests need outcomes and their order, not time
+SCALE = "0.002"
 
 
-MODULE_CONFIG = EmulatorConfig(time_scale=0.01, seed=7)
+MODULE_CONFIG = EmulatorConfig(time_scale=float(SCALE), seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +246,7 @@ def test_status_and_download(tmp_path: Path) -> None:
     def clock() -> float:
         return time.time() + 10.0 if finished.is_set() else frozen_at
 
-    emulator = Emulator(EmulatorConfig(time_scale=0.01, seed=7), clock=clock)
+    emulator = Emulator(EmulatorConfig(time_scale=float(SCALE), seed=7), clock=clock)
     with EmulatorServer(emulator=emulator) as emu:
         _status_and_download(tmp_path, emu, finished)
 
