@@ -161,7 +161,11 @@ VARIANTS: dict[str, tuple[Runner, str]] = {
 
 
 async def measure_all(
-    names: list[str], requests: int, rounds: int, profile: str | None = None
+    names: list[str],
+    requests: int,
+    rounds: int,
+    profile: str | None = None,
+    stats_path: Path | None = None,
 ) -> dict[str, Any]:
     """Warm up every variant, then ``rounds`` interleaved rounds; medians per variant."""
     config = EmulatorConfig(time_scale=1.0, generation_time_factor=1000.0, seed=3)
@@ -178,6 +182,8 @@ async def measure_all(
             profiler.enable()
             us = await runner(url, ids)
             profiler.disable()
+            if stats_path is not None:
+                profiler.dump_stats(stats_path)
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats("tottime").print_stats(25)
@@ -222,10 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--profile", choices=sorted(VARIANTS), default=None)
+    parser.add_argument(
+        "--stats", type=Path, default=None, help="with --profile: also save the raw pstats here"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu_per_request.json")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
-    result = asyncio.run(measure_all(names, args.requests, args.rounds, args.profile))
+    result = asyncio.run(measure_all(names, args.requests, args.rounds, args.profile, args.stats))
     if args.profile is not None:
         print(f"{args.profile}: {result['us_per_request_under_cprofile']:.0f} us/request")
         print(result["text"])
