@@ -24,6 +24,7 @@ caps, parses and classifies its replies exactly as it does httpx's. Creates keep
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,16 @@ __all__ = ["USER_AGENT", "DirectAPI", "HttpStack", "open_http"]
 
 USER_AGENT = "veo-async/0.1"
 """The ``User-Agent`` of every request (API and downloads) of a client the SDK creates."""
+
+#: Characters ``urlencode`` (``quote_plus``) leaves as they are.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
+def _query(params: Mapping[str, str]) -> str:
+    """``urlencode(params)``, as httpx encodes params, without its cost for plain ids."""
+    if all(_PLAIN(k) and _PLAIN(v) for k, v in params.items()):
+        return "&".join(f"{k}={v}" for k, v in params.items())
+    return urlencode(params)
 
 
 @dataclass(frozen=True)
@@ -151,14 +162,14 @@ class DirectAPI:
 
         ``url`` has no query of its own (the caller takes the httpx path otherwise)."""
         if url is not self._for_url:
-            # str(httpx.URL) is already percent-encoded (and the host IDNA-encoded)
             self._base, self._for_url = str(url), url
-        # the query exactly as httpx encodes params (urlencode, then nothing left to quote)
-        target = f"{self._base}?{urlencode(params)}" if params else self._base
+        # The URL exactly as before: httpx encodes params with urlencode, httpx-aiohttp hands
+        # str(url) to aiohttp, which normalises it with yarl.URL.
+        target = f"{self._base}?{_query(params)}" if params else self._base
         headers = {**self._headers, **auth}
         return await self._session.request(
             method,
-            self._yarl_url(target, encoded=True),
+            self._yarl_url(target),
             headers=headers,
             allow_redirects=False,
             auto_decompress=False,
