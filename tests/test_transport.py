@@ -110,7 +110,9 @@ async def test_closing_the_client_closes_the_shared_session() -> None:
             with anyio.fail_after(10):
                 await client.get("g1")
             direct = client._direct
-            assert direct is not None and not direct.closed
+            assert direct is not None
+            open_before = [direct.closed]
+        assert open_before == [False]
         assert direct.closed
         with pytest.raises(RuntimeError, match="closed"):
             await client.get("g1")
