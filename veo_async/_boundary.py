@@ -15,6 +15,7 @@ installs a filter that scrubs the keys of this process's clients from them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -53,6 +54,8 @@ __all__ = ["Exchange", "parse_reply", "redact_logs"]
 logger = logging.getLogger("veo_async")
 
 _CLOSE_GRACE = 2.0
+#: ``asyncio.timeout`` (Python 3.11+), the direct path's deadline; ``None`` on 3.10.
+_asyncio_timeout: Any = getattr(asyncio, "timeout", None)
 _STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -135,23 +138,24 @@ class Exchange:
         params: Mapping[str, str] | None,
     ) -> tuple[int, Generation]:
         """:meth:`send` on the direct aiohttp path: the same deadline, cap, parsing and
-        typed errors (aiohttp's exceptions mapped as httpx-aiohttp maps them)."""
-        from httpx_aiohttp.transport import map_aiohttp_exceptions
+        typed errors (aiohttp's exceptions mapped as httpx-aiohttp maps them).
 
+        The direct path only runs on asyncio, so the deadline is asyncio's own ``timeout``
+        (Python 3.11+; an anyio cancel scope on 3.10): the same cancellation, for less CPU.
+        """
         error: VeoError
         try:
-            with anyio.move_on_after(self.deadline) as scope:
-                with map_aiohttp_exceptions():
-                    reply = await direct.request(method, url, params, headers(), self.timeout)
-                    try:
-                        content = await self._read_direct(reply, method, url)
-                    except BaseException:
-                        reply.close()  # half-read: the connection is not reused
+            if _asyncio_timeout is None:  # Python 3.10
+                with anyio.move_on_after(self.deadline):
+                    return await self._exchange_direct(direct, method, url, headers, params)
+            else:
+                deadline = _asyncio_timeout(self.deadline)
+                try:
+                    async with deadline:
+                        return await self._exchange_direct(direct, method, url, headers, params)
+                except TimeoutError:
+                    if not deadline.expired():
                         raise
-                    reply.release()
-                status = reply.status
-                return status, _parse(status, _JoinedHeaders(reply), url.path, method, content)
-            assert scope.cancelled_caught
             error = APITimeoutError(
                 f"{method} {url.path}: no complete reply within request_deadline="
                 f"{self.deadline:g} s (the request may have been sent)",
@@ -164,6 +168,35 @@ class Exchange:
         except Exception as exc:  # the boundary: every failure becomes typed
             error = self.classify(exc, method, url)
         raise scrub_error(error, self.secrets)
+
+    async def _exchange_direct(
+        self,
+        direct: DirectAPI,
+        method: str,
+        url: httpx.URL,
+        headers: Callable[[], Mapping[str, str]],
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, Generation]:
+        """Send, read (capped) and parse one reply on the direct path (no deadline here)."""
+        try:
+            reply = await direct.request(method, url, params, headers(), self.timeout)
+            try:
+                content = await self._read_direct(reply, method, url)
+            except BaseException:
+                reply.close()  # half-read: the connection is not reused
+                raise
+            reply.release()
+        except VeoError:
+            raise
+        except Exception as exc:
+            # what httpx-aiohttp's transport raises for it: the mapped httpx error (from exc),
+            # or exc itself; mapped only on failure (a context manager per request costs CPU)
+            from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+            with map_aiohttp_exceptions():
+                raise exc
+        status = reply.status
+        return status, _parse(status, _JoinedHeaders(reply), url.path, method, content)
 
     async def _read_direct(
         self, reply: aiohttp.ClientResponse, method: str, url: httpx.URL
@@ -180,7 +213,10 @@ class Exchange:
             decoder = httpx.Response(reply.status, headers=reply.raw_headers)._get_content_decoder()
         body = bytearray()
         stream = reply.content
-        while chunk := await stream.readany():
+        while not stream.at_eof():  # (a small reply is whole after one read: no second await)
+            chunk = await stream.readany()
+            if not chunk:
+                break
             body += decoder.decode(chunk) if decoder is not None else chunk
             if len(body) > cap:
                 raise self._too_large(reply.status, headers, method, url, "the body went on")
