@@ -11,10 +11,13 @@ that stay ``generating`` (the emulator's generation time is multiplied by 1,000)
 another process's). Rounds are interleaved and the median is reported: CPU time on a shared
 2-core machine drifts over minutes, so variants measured minutes apart are not comparable.
 
-Variants: the three figures of issue 16 (``raw_aiohttp``, ``sdk_engine_fast``,
-``sdk_engine_httpx``) and the options for the default (httpx) path: httpx's own transport with
-different pool sizes, httpx over the aiohttp transport (httpx-aiohttp), and the SDK engine with
-a smaller pool. Writes ``benchmarks/results/cpu_per_request.json``.
+Variants: the figures of issue 16 (``raw_aiohttp``; the SDK's engine with default settings,
+which on CPython/asyncio is the aiohttp transport, ``sdk_engine_default``; with
+``fast_transport=True``, ``sdk_engine_fast``; with ``fast_transport=False``, httpx's own
+transport, ``sdk_engine_httpx``) and the options measured for httpx's own transport: pool sizes,
+httpx over the aiohttp transport (httpx-aiohttp), and the SDK engine with a smaller pool.
+Writes ``benchmarks/results/cpu_per_request.json``. ``--profile NAME --stats FILE`` also saves
+the raw ``pstats`` of the profiled run.
 """
 
 from __future__ import annotations
@@ -108,8 +111,9 @@ def _raw_httpx(limits: httpx.Limits | None, aiohttp_transport: bool = False) -> 
     return run
 
 
-def _sdk_engine(fast: bool, limits: httpx.Limits | None = None) -> Runner:
-    """The SDK's engine polling ``ids`` that never finish, back to back, for 2 rounds."""
+def _sdk_engine(fast: bool | None, limits: httpx.Limits | None = None) -> Runner:
+    """The SDK's engine polling ``ids`` that never finish, back to back, for 2 rounds
+    (``fast``: the client's ``fast_transport``; ``None`` leaves it unset, the default)."""
 
     async def run(url: str, ids: list[str]) -> float:
         base_url = url.rsplit("/v2/", 1)[0]
@@ -138,8 +142,15 @@ def _limits(connections: int, keepalive: int | None = None) -> httpx.Limits:
 
 VARIANTS: dict[str, tuple[Runner, str]] = {
     "raw_aiohttp": (raw_aiohttp, "aiohttp ClientSession, 100 connections (the yardstick)"),
-    "sdk_engine_fast": (_sdk_engine(True), "veo-async engine, fast transport (httpx-aiohttp)"),
-    "sdk_engine_httpx": (_sdk_engine(False), "veo-async engine, httpx's own transport (default)"),
+    "sdk_engine_default": (
+        _sdk_engine(None),
+        "veo-async engine, default settings (a plain install on CPython/asyncio: aiohttp)",
+    ),
+    "sdk_engine_fast": (_sdk_engine(True), "veo-async engine, fast_transport=True (aiohttp)"),
+    "sdk_engine_httpx": (
+        _sdk_engine(False),
+        "veo-async engine, fast_transport=False: httpx's own transport (trio's path)",
+    ),
     "raw_httpx_aiohttp": (
         _raw_httpx(_limits(100), aiohttp_transport=True),
         "httpx.AsyncClient over httpx-aiohttp's AiohttpTransport, 100 connections",
