@@ -248,3 +248,24 @@ async def test_direct_path_reuses_connections() -> None:
         connections = {id(t) for t in server._threads}
         assert server.count("GET") == 20
     assert len(connections) == 1
+
+
+def test_a_plain_install_on_cpython_brings_the_aiohttp_transport() -> None:
+    """httpx-aiohttp and aiohttp are core dependencies on CPython only, in the range tested."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    pyproject = Path(__file__).parent.parent / "pyproject.toml"
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    core = {r.name: r for r in map(Requirement, project["dependencies"])}
+    for name in ("httpx-aiohttp", "aiohttp"):
+        req = core[name]
+        assert req.marker is not None
+        assert req.marker.evaluate({"platform_python_implementation": "CPython"})
+        assert not req.marker.evaluate({"platform_python_implementation": "PyPy"})
+        assert req.specifier.contains(version(name))  # the version these tests ran on
+    fast = {r.name for r in map(Requirement, project["optional-dependencies"]["fast"])}
+    assert fast == {"httpx-aiohttp", "aiohttp"}  # the extra still works elsewhere
