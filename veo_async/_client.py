@@ -101,10 +101,10 @@ class AsyncVeoClient:
       poll policy and the computed retry backoffs (a server's ``Retry-After`` is used as given),
       so the SDK's timing matches the emulator's ``--time-scale``.
     * ``fast_transport``: run httpx over aiohttp (httpx-aiohttp, a dependency on CPython) when
-      on asyncio, with status requests sent to aiohttp directly: about 2.5x less CPU per request
-      than httpx's own transport. ``None`` (the default) means "on asyncio when installed",
-      ``False`` always httpx's own transport, ``True`` insists. Trio and a user's
-      ``http_client`` always use httpx as given.
+      on asyncio, with status requests sent to aiohttp directly: about a fifth of the client CPU
+      per status request of httpx's own transport. ``None`` (the default) means "on asyncio
+      when installed", ``False`` always httpx's own transport, ``True`` insists (an error if
+      httpx-aiohttp is missing). Trio and a user's ``http_client`` always use httpx as given.
     * ``max_download_bytes``: the size cap for downloads.
     * ``request_deadline``: wall-clock seconds for one API request, from sending to the parsed
       body (default 60; ``None`` disables it). ``timeout`` limits each read; this limits the

@@ -10,9 +10,9 @@ The choice (made once, on the client's first use):
   transport (``"httpx"``).
 
 Why aiohttp underneath by default: measured in ``docs/benchmarks/profile.md``, a status request
-on httpx's own transport costs about 7x the CPU of plain aiohttp, whatever the pool settings,
-because httpcore scans every pooled connection on each request arrival and release; httpx over
-aiohttp costs about 2.7x, and the direct path below brings the SDK's status request under 2x.
+on httpx's own transport costs about 7x the CPU of plain aiohttp, whatever the pool settings
+(httpcore scans every pooled connection on each request arrival and release); httpx over
+aiohttp costs about 2.6x, and with the direct path below the SDK's status request about 1.5x.
 
 :class:`DirectAPI` sends a status ``GET`` straight to the aiohttp ``ClientSession`` the httpx
 transport itself uses (one connection pool), skipping httpx's per-request ``Request`` /
