@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.hostile import HostileServer, Recorded, Reply, broken_gzip, deep_json, generation
-from veo_async import AsyncVeoClient, Generation, RetryConfig, VeoError
+from veo_async import AsyncVeoClient, ConfigurationError, Generation, RetryConfig, VeoError
 
 KEY = "sk-transport-0123456789abcdef-SECRET"
 ONE_TRY = RetryConfig(max_attempts=1)
@@ -99,6 +99,29 @@ async def test_a_user_http_client_is_used_as_given(monkeypatch: pytest.MonkeyPat
     assert client.transport_name == "user"
     assert got.succeeded
     assert counter.methods == ["GET"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_without_httpx_aiohttp_the_default_falls_back_and_true_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where httpx-aiohttp is absent (PyPy), the default uses httpx; fast_transport=True says
+    how to install it, before anything is sent."""
+    import veo_async._transport
+
+    monkeypatch.setattr(veo_async._transport, "fast_transport_available", lambda: False)
+    with HostileServer(_completed) as server:
+        async with AsyncVeoClient(KEY, base_url=server.url) as client:
+            with anyio.fail_after(10):
+                got = await client.get("g1")
+            assert client.transport_name == "httpx"
+        insisting = AsyncVeoClient(KEY, base_url=server.url, fast_transport=True)
+        with pytest.raises(ConfigurationError, match=r"veo-async\[fast\]"):
+            await insisting.get("g1")
+        await insisting.aclose()
+        assert server.count("GET") == 1
+    assert got.succeeded
 
 
 @pytest.mark.anyio
