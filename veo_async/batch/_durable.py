@@ -555,10 +555,12 @@ def _stored_generation(job: StoredJob) -> Generation | None:
 def _uncertain(
     position: int, request: VideoRequest | None, key: str, job: StoredJob
 ) -> BatchResult:
-    why = job.error or "its worker stopped while the create was in flight"
+    why = job.error or (
+        "its worker stopped while the create request was in flight; it may or may not have "
+        "started a billed generation"
+    )
     error = CreateOutcomeUnknownError(
-        f"input {position}: {why}. It may or may not have started a billed generation; "
-        "resubmit only if a possible duplicate is acceptable",
+        f"{why}; resubmit only if a possible duplicate is acceptable",
         request=request,
     )
     return BatchResult(position, request, key, error=error, finished_at=time.time())
