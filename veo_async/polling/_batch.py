@@ -154,7 +154,11 @@ class BatchPlanner(Generic[J]):
                     job.anchor = max(job.anchor, now)
         elif status in _RUNNING and not job.started:
             if job.queued_seen or job.anchor > now:
-                job.anchor = min(now, max(job.last_poll, 0.5 * (job.last_poll + now)))
+                # It started between the last look (still queued) and now. The predicted start
+                # (the slot its predecessor frees) is the estimate when it lies in between;
+                # else the bound nearest to it. (The midpoint of a long gap between two looks
+                # is no estimate at all: it put starts tens of seconds late.)
+                job.anchor = min(now, max(job.last_poll, job.anchor))
             job.started = True
             if queue is not None:
                 queue.saw_started(job.rank)
@@ -165,10 +169,18 @@ class BatchPlanner(Generic[J]):
         """The next poll time of ``job``; a queued job no earlier than it can have started."""
         policy = self.policy
         queue = self.queue
-        if queue is None or job.started:
+        if queue is None:
+            return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
+        if job.started:
+            self._reanchor(job)
             return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
         before = queue.predecessor(job.rank)
-        if before is not None:
+        if before is not None and before < len(self._freed):
+            # The slot it waits for is known to have come free: that is its start, earlier
+            # or later than predicted (never before it was last seen queued).
+            floor = job.last_poll if job.queued_seen else job.submitted
+            job.anchor = max(floor, self._freed[before])
+        elif before is not None:
             freed = self._slot_freed(before)
             if freed > job.anchor:
                 # Never later than when every job ahead of it will have finished at the
@@ -192,7 +204,8 @@ class BatchPlanner(Generic[J]):
         """After a slot came free: the queued job that takes it and its new, earlier due time.
 
         Its first poll was planned from a predicted start (a chain of expected durations);
-        now the start is known.
+        now the start is known. A job already seen generating is included: if it was anchored
+        before the server was known to be saturated, the freed slot is its real start.
         """
         queue = self.queue
         if queue is None or queue.concurrency is None or not queue.saturated:
@@ -201,7 +214,7 @@ class BatchPlanner(Generic[J]):
         if not 0 <= rank < len(self._ranks):
             return None
         job = self._ranks[rank]
-        if isinstance(job, float) or job.started:
+        if isinstance(job, float) or job.resumed:
             return None
         due = self.plan(job, now)
         return (job, due) if due < job.planned - 1e-6 else None
@@ -232,6 +245,21 @@ class BatchPlanner(Generic[J]):
             step = policy.step(job.prior)
             guess = 0.5 * (max(upper - step, anchor) + upper) - anchor
             policy.observe_at_most(upper - anchor, job.prior, fallback_seconds=guess)
+
+    def _reanchor(self, job: J) -> None:
+        """A job seen generating, never seen queued: once the slot it waited for is known to
+        have come free, that is its start (completion order on a FIFO server: the ``k``-th
+        slot freed starts the job of rank ``k + concurrency``).
+
+        It was anchored at its submission (or a predicted start) when it was seen generating;
+        if that was before the server was known to be saturated, the anchor can be tens of
+        seconds early and every later look would be planned as for a straggler.
+        """
+        if job.queued_seen or job.resumed or job.rank < 0:
+            return
+        start = self.start_estimate(job)
+        if start is not None and job.anchor < start <= job.last_poll:
+            job.anchor = start
 
     def start_estimate(self, job: J) -> float | None:
         """When ``job`` started on the server, for learning its duration; ``None``: unknown.
@@ -265,7 +293,9 @@ class BatchPlanner(Generic[J]):
         slot = self._ranks[before]
         if isinstance(slot, float):
             return slot
-        return slot.anchor + self.policy.expected(slot.prior)
+        # Predicted from a chain of predictions: early rather than late (the shortest
+        # plausible duration), since an early first poll is corrected and a late one is not.
+        return slot.anchor + self.policy.shortest(slot.prior)
 
     def _free_slot(self, job: J, now: float) -> None:
         """When the server freed the job's slot: after the previous poll and by this one;
@@ -273,7 +303,14 @@ class BatchPlanner(Generic[J]):
         every wave of a long queue inherit the detection delay of the wave before it)."""
         if self.queue is None or job.rank < 0:
             return
-        expected = job.anchor + self.policy.expected(job.prior)
+        policy = self.policy
+        if job.running_seen:
+            expected = job.anchor + policy.expected(job.prior)
+        else:
+            # found done with no sighting of it running: its start may have been predicted
+            # late, so the slot is taken to have come free early (early polls of the job that
+            # takes it are corrected by what they see; late ones never are)
+            expected = job.anchor + policy.shortest(job.prior)
         freed = min(now, max(job.last_poll, expected))
         self.queue.finished()
         self._ranks[job.rank] = freed
