@@ -198,10 +198,10 @@ def simulate(
             i = next_create
             next_create += 1
             server.create(i, now)
-            job = JobTiming(now, 45.0)
-            jobs[i] = job
-            planner.add(job)
-            push(i, planner.first_poll(job, now))
+            new = JobTiming(now, 45.0)
+            jobs[i] = new
+            planner.add(new)
+            push(i, planner.first_poll(new, now))
             peak = max(peak, server.waiting(now))
             now += gap
             continue

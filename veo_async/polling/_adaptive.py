@@ -196,15 +196,10 @@ class PollPolicy:
         step = self.interval if sched.step <= 0 else sched.step * prior_seconds
         return min(max(step, self.min_interval), self.max_interval) * s
 
-    def next_delay(
-        self, elapsed: float, prior_seconds: float, polls: int, *, spread: float = 0.0
-    ) -> float:
+    def next_delay(self, elapsed: float, prior_seconds: float, polls: int) -> float:
         """Seconds until the next poll of a job ``elapsed`` seconds past its start anchor.
 
         ``polls`` is how many polls the job had; it is not needed by this policy.
-        ``spread``: how much later than the anchor the job may have started (seconds; its
-        start is only known to lie between the anchor and ``anchor + spread``): the regular
-        step runs that much longer before the tail.
         """
         s = self.time_scale
         sched = self.schedule()
@@ -213,7 +208,7 @@ class PollPolicy:
             return max(self.min_interval * s, first - elapsed)
         step = self.step(prior_seconds)
         tail_units = sched.tail if math.isfinite(sched.tail) else 1.3
-        tail = tail_units * prior_seconds * s + max(0.0, spread)
+        tail = tail_units * prior_seconds * s
         if elapsed <= tail:
             return step
         grown = max(step, step + (elapsed - tail) * (self.backoff - 1.0))
