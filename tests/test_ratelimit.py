@@ -236,11 +236,15 @@ async def test_holding_says_whether_requests_wait(clock: FakeClock) -> None:
 
 @pytest.mark.anyio
 async def test_a_first_429_without_history_only_pauses(clock: FakeClock) -> None:
-    """A 429 before any success pauses but invents no rate; a later one learns from successes."""
+    """A 429 before any success makes the refused request wait, pauses no other and invents
+    no rate; a later one learns from successes."""
     gov = RateGovernor()
     gov.on_rate_limited(0.5)
     assert gov.learned_rate is None
-    assert gov.paused_seconds == pytest.approx(0.5)
+    assert gov.paused_seconds == 0.0 and gov.own_waits == 1
+    start = clock.now
+    await gov.acquire()  # the refused request's retry (same task): waits its 0.5 s
+    assert clock.now == pytest.approx(start + 0.5)
     clock.now += 1.0
     for _ in range(20):
         clock.now += 0.05

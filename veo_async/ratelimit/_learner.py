@@ -93,6 +93,17 @@ class PaceLearner:
             self._lower(now)
         return self._pace_set
 
+    def limit_shown(self) -> bool:
+        """Whether the answers counted in this epoch show a limit (a share of 429s clearly
+        above the noise), or a pace is still being verified: a 429 then calls for pausing
+        every request, not only the refused one."""
+        if self.state is PaceState.VERIFYING or self.state is PaceState.PROBING:
+            return True
+        t = self.tuning
+        limited, answered, share = self._windows.counted()
+        tolerance = max(t.noise_tolerance, self.noise)
+        return limited >= t.min_evidence and is_significant(share, answered, tolerance, t)
+
     def adopt(self, rate: float, now: float) -> bool:
         """Take a lower pace learned elsewhere (another process on the same key) as settled.
 
