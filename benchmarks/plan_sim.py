@@ -11,8 +11,8 @@ unlimited, so it measures the *schedule* only: status requests per job, detectio
 and p99), and how far the last detection lies past the last completion. ``creates_per_s``
 spreads the creates as a client that sends them through its concurrency slots would.
 
-``max_ahead`` (optional) holds creates back as the engine's ``BatchOptions.max_queued_creates``
-does: at most that many created jobs not yet seen started (beyond the learned concurrency).
+``queue_ahead`` (optional) holds creates back as the engine's ``BatchOptions.queue_ahead``
+does.
 The figures it prints are a design aid, not a benchmark: ``benchmarks/vs_script.py`` measures
 the real thing. The unit tests (``tests/test_poll_schedule.py``) use :func:`simulate` with
 fixed seeds and assert the schedule's properties, never a timing.
@@ -27,7 +27,6 @@ import random
 import statistics
 import sys
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from veo_async import Generation, PollPolicy
@@ -151,14 +150,15 @@ def simulate(
     queue_delay: float = 1.0,
     creates_per_s: float = 200.0,
     policy: PollPolicy | None = None,
-    max_ahead: Callable[[BatchPlanner[JobTiming]], float] | None = None,
+    queue_ahead: float | None = None,
     durations: list[float] | None = None,
     trace: dict[int, list[tuple[float, str, float]]] | None = None,
 ) -> SimResult:
     """Run ``n`` jobs through a fresh :class:`BatchPlanner`; see the module docstring.
 
-    ``max_ahead(planner)``: how many created jobs may be waiting to start (``inf``: no
-    cap); the next create goes only while fewer are (as the engine's feeder holds them).
+    ``queue_ahead``: the engine's ``BatchOptions.queue_ahead`` (``None``: no cap): the next
+    create goes only while :meth:`BatchPlanner.room_ahead` allows, as the engine's feeder
+    holds them, and the newest job is probed as the feeder does.
     """
     durs = durations if durations is not None else veo2_durations(n, seed)
     server = _Server(slots, durs, queue_delay)
@@ -181,15 +181,14 @@ def simulate(
         pushes += 1
         heapq.heappush(heap, (due, pushes, i))
 
-    def unstarted() -> int:
-        # what the client can know: created jobs it has not seen started nor finished
-        return sum(1 for j in jobs if j is not None and not j.started and j.planned < math.inf)
-
     while True:
         # creates: one every ``gap`` seconds while the cap allows
         create_at = now if next_create < n else math.inf
-        if next_create < n and max_ahead is not None and unstarted() >= max_ahead(planner):
+        if next_create < n and queue_ahead is not None and not planner.room_ahead(0, queue_ahead):
             create_at = math.inf  # held: wait for a poll to change what is known
+            probe = planner.probe(now)
+            if probe is not None:
+                push(probe[0].rank, probe[1])
         due_at = heap[0][0] if heap else math.inf
         if create_at == math.inf and due_at == math.inf:
             break
@@ -255,11 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.plan_sim", description=__doc__)
     parser.add_argument("--n", default="100,200,1000")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--ahead", type=float, default=None, help="queue_ahead (default: none)")
     args = parser.parse_args(argv)
     print("N      polls/job  mean   p99    max    tail   paid-ahead")
     for n in [int(x) for x in args.n.split(",")]:
         for seed in range(args.seeds):
-            r = simulate(n, seed=seed)
+            r = simulate(n, seed=seed, queue_ahead=args.ahead)
             tail = r.makespan - r.server_makespan
             print(
                 f"{n:<6} {r.polls_per_job:9.2f} {r.mean_delay:6.2f} {r.p99_delay:6.2f} "

@@ -425,6 +425,7 @@ class Runner:
             self._finish(job, generation)
             return
         self.planner.seen(job, generation, now)
+        self.feeder.wake()  # what it saw may make room for creates held back (queue_ahead)
         if now >= job.deadline:
             self._timeout(job, f"did not finish within {self.options.job_timeout} s", generation)
             return

@@ -32,6 +32,11 @@ CANARY_GRACE_FACTOR = 1.5
 """The canary poll comes this many queue graces after submission."""
 MIN_THROUGHPUT_SAMPLES = 8
 """Finishes needed before the batch's throughput bounds a predicted start."""
+INITIAL_AHEAD = 32
+"""Before anything is known of the server's concurrency, the paid-ahead cap counts it as this."""
+PROBE_DELAY = 2.0
+"""Service seconds after its create that the newest job is polled while the paid-ahead cap
+holds creates back and the server's concurrency is unknown (generating: it runs more)."""
 _RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
 
 
@@ -68,6 +73,7 @@ class BatchPlanner(Generic[J]):
         self._ranks: list[J | float] = []  # by rank: the job, or when its slot came free
         self._finish_times: deque[float] = deque(maxlen=256)
         self._freed: list[float] = []  # every freed slot's time, sorted
+        self._probed = -1  # the rank last polled early to learn the concurrency
 
     # ------------------------------------------------------------------ batch state
 
@@ -87,6 +93,49 @@ class BatchPlanner(Generic[J]):
         if queue is None or not queue.saturated or queue.concurrency is None:
             return False
         return self.created - queue.done >= 2 * queue.concurrency
+
+    def concurrency_guess(self) -> int:
+        """The server's concurrency for this batch as far as known: the learned one once the
+        server was seen saturated, else at least :data:`INITIAL_AHEAD` or as many as were seen
+        running at once."""
+        queue = self.queue
+        if queue is None:
+            return INITIAL_AHEAD
+        if queue.saturated and queue.concurrency is not None:
+            return queue.concurrency
+        return max(INITIAL_AHEAD, queue.lower_bound())
+
+    def room_ahead(self, creating: int, waves: float) -> bool:
+        """Whether one more create keeps the paid-but-not-started jobs within ``waves`` times
+        the server's concurrency beyond what it runs.
+
+        The jobs created (or being created, ``creating``) and not finished are at most
+        ``(1 + waves) x`` the concurrency: on a FIFO server the rest of them wait, paid, for a
+        slot, and a wave of them is enough to fill every slot that comes free before the next
+        create could (a create takes a second; a wave, a generation's time). Not queue-aware:
+        always room.
+        """
+        queue = self.queue
+        if queue is None:
+            return True
+        outstanding = self.created + creating - queue.done
+        return outstanding < self.concurrency_guess() * (1.0 + waves)
+
+    def probe(self, now: float) -> tuple[J, float] | None:
+        """While creates are held back by the paid-ahead cap and the server was not seen
+        saturated: poll the newest job :data:`PROBE_DELAY` after its create. Seen
+        generating, the server runs at least that many (the cap grows); seen queued past the
+        grace, it is saturated (the cap is learned). ``None``: nothing to probe."""
+        queue = self.queue
+        if queue is None or queue.saturated or not self._ranks:
+            return None
+        rank = len(self._ranks) - 1
+        job = self._ranks[rank]
+        if rank <= self._probed or isinstance(job, float) or job.started or job.resumed:
+            return None
+        self._probed = rank
+        due = max(now, job.submitted + PROBE_DELAY * self.policy.time_scale)
+        return (job, due) if due < job.planned - 1e-6 else None
 
     def rate_bound(self) -> bool:
         """Whether requests are scarce: a rate limit decides when they go, and a create held
@@ -198,6 +247,8 @@ class BatchPlanner(Generic[J]):
         or already started, poll as planned)."""
         if self.queue is None or job.started:
             return None
+        if job.rank == self._probed and job.polls == 0:
+            return None  # a probe: poll it now
         return self.plan(job, now)
 
     def successor(self, now: float) -> tuple[J, float] | None:

@@ -74,6 +74,11 @@ class QueueModel:
         if self.concurrency is None or estimate > self.concurrency or upper == estimate:
             self.concurrency = estimate
 
+    def lower_bound(self) -> int:
+        """The fewest generations the server was seen running at once for this batch (the
+        highest rank seen started, plus one, minus the jobs finished; 0: none seen)."""
+        return max(0, self._max_started + 1 - self.done)
+
     def predecessor(self, rank: int) -> int | None:
         """The rank whose completion frees the slot for ``rank``; ``None`` if not limited."""
         if not self.saturated or self.concurrency is None:
