@@ -644,6 +644,7 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
     ) -> Batch:
         """Submit many requests and yield results in completion order (see :class:`Batch`).
 
@@ -669,6 +670,7 @@ class AsyncVeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         return Batch(_ClientJobs(self), inputs, opts)
 
@@ -690,6 +692,7 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
     ) -> Batch:
         """Track existing generation ids and yield each one as it finishes (see :class:`Batch`).
 
@@ -713,6 +716,7 @@ class AsyncVeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         items = (BatchItem(generation_id=g) for g in generation_ids)
         return Batch(_ClientJobs(self), items, opts)

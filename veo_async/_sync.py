@@ -181,6 +181,7 @@ class VeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
     ) -> SyncBatch:
         """Run a batch; iterate the result for :class:`BatchResult` in completion order.
 
@@ -203,6 +204,7 @@ class VeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         return SyncBatch(self, lambda: self._client.batch(inputs, options=opts))
 
@@ -224,6 +226,7 @@ class VeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
     ) -> SyncBatch:
         """Track existing ids; iterate for results as each finishes (options as :meth:`batch`)."""
         opts = resolve_options(
@@ -241,6 +244,7 @@ class VeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         items = [BatchItem(generation_id=g) for g in generation_ids]
         return SyncBatch(self, lambda: self._client.batch(items, options=opts))
