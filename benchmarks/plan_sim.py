@@ -126,11 +126,6 @@ class _Server:
             return "queued"
         return "completed" if now >= self.finished[i] else "generating"
 
-    def waiting(self, now: float) -> int:
-        """Created and not started at ``now``."""
-        self.advance(now)
-        return sum(1 for i in self.created if self.started.get(i, math.inf) > now)
-
 
 def _reply(status: str) -> Generation:
     body: dict[str, object] = {"id": "g", "status": status}
@@ -171,7 +166,6 @@ def simulate(
     gap = 1.0 / creates_per_s
     next_create = 0
     now = 0.0
-    peak = 0
 
     def push(i: int, due: float) -> None:
         nonlocal pushes
@@ -201,7 +195,6 @@ def simulate(
             jobs[i] = new
             planner.add(new)
             push(i, planner.first_poll(new, now))
-            peak = max(peak, server.waiting(now))
             now += gap
             continue
         due, _, i = heapq.heappop(heap)
@@ -232,11 +225,18 @@ def simulate(
             continue
         planner.seen(job, _REPLIES[status], now)
         push(i, planner.plan(job, now))
-        peak = max(peak, server.waiting(now))
 
     polls = [j.polls for j in jobs if j is not None]
     done = [server.finished[i] for i in range(n)]
     delays = [noticed[i] - done[i] for i in range(n)]
+    events = sorted(
+        [(server.created[i], 1) for i in range(n)] + [(server.started[i], -1) for i in range(n)],
+        key=lambda e: (e[0], e[1]),
+    )
+    peak = level = 0
+    for _, step in events:  # at equal times, starts first
+        level += step
+        peak = max(peak, level)
     return SimResult(
         polls=polls,
         delays=delays,

@@ -388,3 +388,53 @@ def test_the_noise_test_needs_unchanged_shares_over_spread_paces() -> None:
     assert noise_run(close, t) is None
     thin = [(None, 0.2, 100), (80.0, 0.2, 5), (70.0, 0.2, 100)]
     assert noise_run(thin, t) is None  # an epoch with too few answers breaks the run
+
+
+@pytest.mark.anyio
+async def test_a_scattered_429_holds_only_the_refused_request(clock: FakeClock) -> None:
+    """A lone 429 among successes: the refused request's retry waits its Retry-After, while
+    another task's request goes at once; the pipeline is never paused."""
+    gov = RateGovernor()
+    for _ in range(30):
+        clock.now += 0.05
+        gov.on_success(sent_at=await gov.acquire())
+    waited: dict[str, float] = {}
+    refused_now, other_done = anyio.Event(), anyio.Event()
+
+    async def refused() -> None:
+        sent = await gov.acquire()
+        gov.on_rate_limited(2.0, sent_at=sent)
+        refused_now.set()
+        await other_done.wait()
+        before = clock.now
+        waited["retry"] = await gov.acquire() - before
+
+    async def other() -> None:
+        await refused_now.wait()
+        before = clock.now
+        waited["other"] = await gov.acquire() - before
+        other_done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refused)
+        tg.start_soon(other)
+    assert waited["other"] == 0.0  # not held by the other task's 429
+    assert waited["retry"] == pytest.approx(2.0)  # the refused one waited its own 2 s
+    assert gov.paused_seconds == 0.0 and gov.own_waits == 1
+    assert gov.own_wait_seconds == pytest.approx(2.0)
+
+
+@pytest.mark.anyio
+async def test_429s_that_show_a_limit_pause_every_request(clock: FakeClock) -> None:
+    """A share of 429s clearly above the noise (a real limit) pauses the whole pipeline, as
+    before: every request waits, not only the refused ones."""
+    gov = RateGovernor()
+    sent = [await gov.acquire() for _ in range(12)]
+    for s in sent[:4]:
+        gov.on_success(sent_at=s)
+    for s in sent[4:]:
+        gov.on_rate_limited(1.0, sent_at=s)
+    assert gov.paused_seconds > 0.0
+    start = clock.now
+    await gov.acquire()  # a request of a task that saw no 429
+    assert clock.now >= start + 0.9

@@ -362,8 +362,9 @@ class RateGovernor:
         """A 429 came back: the refused request waits ``delay`` seconds; decide once per burst.
 
         Only a 429 that shows a limit pauses *every* request for ``delay``: one that set or
-        lowered the pace, one while a new pace is verified or probed, or one of a share of
-        429s clearly above the noise. A scattered 429 (a flaky gateway, random throttling at
+        lowered the pace, one while a new pace is verified or probed, one while a learned
+        pace holds requests back (the pace is too fast), or one of a share of 429s clearly
+        above the noise. A scattered 429 (a flaky gateway, random throttling at
         a pace that holds) makes only the refused request wait (the caller retries it in the
         same task, whose next :meth:`acquire` waits): it never freezes the pipeline.
         """
@@ -373,7 +374,11 @@ class RateGovernor:
         paced = False
         if self._pause.new_burst(now, sent_at):
             paced = learner.refused(now, holding=self._holding(now))
-        everyone = paced or learner.limit_shown()
+        everyone = (
+            paced
+            or learner.limit_shown()
+            or (learner.learned_rate is not None and self._holding(now))
+        )
         self._pause.refused(now, delay, everyone=everyone)
         if not everyone:
             self._own_waits += 1
