@@ -37,6 +37,8 @@ INITIAL_AHEAD = 32
 PROBE_DELAY = 2.0
 """Service seconds after its create that the newest job is polled while the paid-ahead cap
 holds creates back and the server's concurrency is unknown (generating: it runs more)."""
+MAX_BISECT = 8
+"""Polls at most spent per batch on settling the concurrency between its bounds."""
 _RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
 
 
@@ -74,6 +76,8 @@ class BatchPlanner(Generic[J]):
         self._finish_times: deque[float] = deque(maxlen=256)
         self._freed: list[float] = []  # every freed slot's time, sorted
         self._probed = -1  # the rank last polled early to learn the concurrency
+        self._probed_again = -1  # the rank polled again past the queue grace
+        self._bisected: set[int] = set()  # ranks polled to settle the concurrency
 
     # ------------------------------------------------------------------ batch state
 
@@ -123,18 +127,47 @@ class BatchPlanner(Generic[J]):
 
     def probe(self, now: float) -> tuple[J, float] | None:
         """While creates are held back by the paid-ahead cap and the server was not seen
-        saturated: poll the newest job :data:`PROBE_DELAY` after its create. Seen
-        generating, the server runs at least that many (the cap grows); seen queued past the
-        grace, it is saturated (the cap is learned). ``None``: nothing to probe."""
+        saturated: poll the newest job :data:`PROBE_DELAY` after its create, and if it was
+        still queued, again past the queue grace. Seen generating, the server runs at least
+        that many (the cap grows); seen queued past the grace, it is saturated (the cap is
+        learned). ``None``: nothing to probe."""
         queue = self.queue
-        if queue is None or queue.saturated or not self._ranks:
+        if queue is None or not self._ranks:
             return None
+        if queue.saturated:
+            return self._bisect(now, queue)
         rank = len(self._ranks) - 1
         job = self._ranks[rank]
-        if rank <= self._probed or isinstance(job, float) or job.started or job.resumed:
+        if isinstance(job, float) or job.started or job.resumed:
             return None
-        self._probed = rank
-        due = max(now, job.submitted + PROBE_DELAY * self.policy.time_scale)
+        if rank > self._probed:
+            self._probed = rank
+            due = max(now, job.submitted + PROBE_DELAY * self.policy.time_scale)
+        elif rank == self._probed and job.polls == 1 and not job.queued_seen:
+            # it was still queued at the first probe (maybe the normal short queue): look
+            # again once past the queue grace, where queued means the server is saturated
+            self._probed_again = rank
+            due = max(now, job.submitted + CANARY_GRACE_FACTOR * queue.grace)
+        else:
+            return None
+        return (job, due) if due < job.planned - 1e-6 else None
+
+    def _bisect(self, now: float, queue: QueueModel) -> tuple[J, float] | None:
+        """Saturated, with the concurrency between two bounds: look at the job halfway
+        between them once it is past the queue grace (queued: fewer slots; generating:
+        more). A few polls early in the batch make every later predicted start right."""
+        bounds = queue.unsettled()
+        if bounds is None or len(self._bisected) >= MAX_BISECT:
+            return None
+        lower, upper = bounds
+        rank = queue.done + (lower + upper) // 2
+        if not 0 <= rank < len(self._ranks) or rank in self._bisected:
+            return None
+        job = self._ranks[rank]
+        if isinstance(job, float) or job.started or job.resumed or job.queued_seen:
+            return None
+        self._bisected.add(rank)
+        due = max(now, job.submitted + CANARY_GRACE_FACTOR * queue.grace)
         return (job, due) if due < job.planned - 1e-6 else None
 
     def rate_bound(self) -> bool:
@@ -247,7 +280,11 @@ class BatchPlanner(Generic[J]):
         or already started, poll as planned)."""
         if self.queue is None or job.started:
             return None
-        if job.rank == self._probed and job.polls == 0:
+        if (
+            (job.rank == self._probed and job.polls == 0)
+            or (job.rank == self._probed_again and job.polls == 1)
+            or (job.rank in self._bisected and not job.queued_seen)
+        ):
             return None  # a probe: poll it now
         return self.plan(job, now)
 
