@@ -225,6 +225,9 @@ def simulate(
             continue
         planner.seen(job, _REPLIES[status], now)
         push(i, planner.plan(job, now))
+        settle = planner.settle(now)  # as the runner does after every reply
+        if settle is not None:
+            push(settle[0].rank, settle[1])
 
     polls = [j.polls for j in jobs if j is not None]
     done = [server.finished[i] for i in range(n)]

@@ -221,6 +221,11 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _scale_note(cell: dict[str, Any]) -> str:
+    scale = cell.get("time_scale", SCALE)
+    return "" if scale == SCALE else f" (scale {scale:g})"
+
+
 def render(document: dict[str, Any]) -> str:
     """The Markdown page: one table over every cell, then the notes."""
     lines = [
@@ -240,8 +245,9 @@ def render(document: dict[str, Any]) -> str:
         "run to run and CPU shares include contention; each figure is one run.",
         "",
         "Emulator in its own process: 50 generating per key, 1 s queue delay, Veo2 timing "
-        "(about 45 s per clip), time scale 0.1; `rate`: 10 requests/s, burst 10; `faults`: "
-        "`FaultConfig.mixed(0.1)`. Times are real-time equivalents (wall s / 0.1). "
+        "(about 45 s per clip), time scale 0.1 unless the N column says otherwise; `rate`: "
+        "10 requests/s, burst 10; `faults`: `FaultConfig.mixed(0.1)`. Times are real-time "
+        "equivalents (wall s / the scale). "
         f"429s: all (after the first burst: later than {document['burst_window_s']:g} s "
         "after the run's first 429; after 10 s: later than 10 s after its first request).",
         "",
@@ -258,7 +264,8 @@ def render(document: dict[str, Any]) -> str:
             if run["timed_out"]:
                 makespan += " **deadline**"
             lines.append(
-                f"| {cell['scenario']} | {cell['n']:,} | {run['competitor']} | {makespan} "
+                f"| {cell['scenario']} | {cell['n']:,}{_scale_note(cell)} | {run['competitor']} "
+                f"| {makespan} "
                 f"| {_f(run['status_requests_per_job'])} | {_f(run['mean_delay_s'])} "
                 f"| {_f(run['p99_delay_s'])} | {run['http_429']} ({run['http_429_after_burst']}; "
                 f"{run.get('http_429_after_10s', run['http_429_after_burst'])}) "

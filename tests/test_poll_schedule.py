@@ -237,3 +237,28 @@ def test_the_cap_keeps_the_makespan_and_bounds_paid_but_not_started() -> None:
     assert free.max_paid_not_started >= 900
     assert capped.max_paid_not_started <= 1.6 * 50
     assert capped.makespan <= free.makespan * 1.01
+
+
+def test_a_canary_is_not_postponed_by_the_queue_model() -> None:
+    """Rank 0, 16, 32... get an early look while the server is not known to be saturated;
+    the due-time recheck lets it go (it used to push it back to the planned first poll, so
+    no canary ever looked)."""
+    planner = BatchPlanner[JobTiming](PollPolicy())
+    jobs = jobs_at(planner, 20)
+    due = planner.first_poll(jobs[16], 0.0)
+    assert due == pytest.approx(15.0)
+    assert planner.recheck(jobs[16], due) is None
+    assert planner.recheck(jobs[17], 15.0) is not None  # not a canary: planned as before
+
+
+def test_the_runner_settles_the_concurrency_even_when_nothing_is_held() -> None:
+    """``settle`` (called by the runner after every reply) bisects the concurrency whether or
+    not creates are held back, and only while the server is saturated and unsettled."""
+    planner = BatchPlanner[JobTiming](PollPolicy())
+    jobs = jobs_at(planner, 40)
+    assert planner.settle(1.0) is None  # not saturated
+    planner.seen(jobs[9], reply("generating"), 15.0)
+    planner.seen(jobs[30], reply("queued"), 15.0)
+    target = planner.settle(15.5)
+    assert target is not None and target[0] is jobs[20]
+    assert planner.settle(15.6) is None  # already being looked at

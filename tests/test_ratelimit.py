@@ -438,3 +438,18 @@ async def test_429s_that_show_a_limit_pause_every_request(clock: FakeClock) -> N
     start = clock.now
     await gov.acquire()  # a request of a task that saw no 429
     assert clock.now >= start + 0.9
+
+
+@pytest.mark.anyio
+async def test_a_pace_never_pressed_stays_being_verified(clock: FakeClock) -> None:
+    """A pace learned in a first burst is settled only once requests went at half of it or
+    more: while the batch asks for less it stays being verified (a 429 then measures the
+    limit again), and settles once it is pressed for ``verify_seconds``."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    await drive(gov, clock, 3.0, demand=50.0, admit=server.take)
+    assert gov.learned_rate is not None and gov.state is PaceState.VERIFYING
+    await drive(gov, clock, 30.0, demand=2.0, admit=server.take)  # far below the pace
+    assert gov.state is PaceState.VERIFYING
+    await drive(gov, clock, 30.0, demand=50.0, admit=server.take)  # pressed: verified
+    assert gov.state.value == PaceState.SETTLED.value  # (read again: mypy narrowed it)

@@ -135,7 +135,7 @@ class BatchPlanner(Generic[J]):
         if queue is None or not self._ranks:
             return None
         if queue.saturated:
-            return self._bisect(now, queue)
+            return self.settle(now)
         rank = len(self._ranks) - 1
         job = self._ranks[rank]
         if isinstance(job, float) or job.started or job.resumed:
@@ -152,10 +152,14 @@ class BatchPlanner(Generic[J]):
             return None
         return (job, due) if due < job.planned - 1e-6 else None
 
-    def _bisect(self, now: float, queue: QueueModel) -> tuple[J, float] | None:
-        """Saturated, with the concurrency between two bounds: look at the job halfway
-        between them once it is past the queue grace (queued: fewer slots; generating:
-        more). A few polls early in the batch make every later predicted start right."""
+    def settle(self, now: float) -> tuple[J, float] | None:
+        """Saturated, with the concurrency between two bounds: the job halfway between them,
+        to be looked at once it is past the queue grace (queued: fewer slots; generating:
+        more), and when; ``None``: nothing to look at. A few polls early in the batch make
+        every later predicted start right (at most :data:`MAX_BISECT` per batch)."""
+        queue = self.queue
+        if queue is None:
+            return None
         bounds = queue.unsettled()
         if bounds is None or len(self._bisected) >= MAX_BISECT:
             return None
@@ -280,12 +284,14 @@ class BatchPlanner(Generic[J]):
         or already started, poll as planned)."""
         if self.queue is None or job.started:
             return None
+        queue = self.queue
         if (
             (job.rank == self._probed and job.polls == 0)
             or (job.rank == self._probed_again and job.polls == 1)
             or (job.rank in self._bisected and not job.queued_seen)
+            or (job.polls == 0 and job.rank % CANARY_EVERY == 0 and not queue.saturated)
         ):
-            return None  # a probe: poll it now
+            return None  # a probe or a canary: poll it now
         return self.plan(job, now)
 
     def successor(self, now: float) -> tuple[J, float] | None:
