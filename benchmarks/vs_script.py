@@ -244,6 +244,7 @@ def render(document: dict[str, Any]) -> str:
         "and tests ran at the same time, so makespans and delays move by several percent from "
         "run to run and CPU shares include contention; each figure is one run.",
         "",
+        *([f"**{document['warning']}**", ""] if document.get("warning") else []),
         "Emulator in its own process: 50 generating per key, 1 s queue delay, Veo2 timing "
         "(about 45 s per clip), time scale 0.1 unless the N column says otherwise; `rate`: "
         "10 requests/s, burst 10; `faults`: `FaultConfig.mixed(0.1)`. Times are real-time "
