@@ -246,7 +246,7 @@ def render(document: dict[str, Any]) -> str:
         "",
         *([f"**{document['warning']}**", ""] if document.get("warning") else []),
         "Emulator in its own process: 50 generating per key, 1 s queue delay, Veo2 timing "
-        "(about 45 s per clip), time scale 0.1 unless the N column says otherwise; `rate`: "
+        "(about 45 s per clip), time scale 0.1 unless the notes per run say otherwise; `rate`: "
         "10 requests/s, burst 10; `faults`: `FaultConfig.mixed(0.1)`. Times are real-time "
         "equivalents (wall s / the scale). "
         f"429s: all (after the first burst: later than {document['burst_window_s']:g} s "
@@ -265,8 +265,7 @@ def render(document: dict[str, Any]) -> str:
             if run["timed_out"]:
                 makespan += " **deadline**"
             lines.append(
-                f"| {cell['scenario']} | {cell['n']:,}{_scale_note(cell)} | {run['competitor']} "
-                f"| {makespan} "
+                f"| {cell['scenario']} | {cell['n']:,} | {run['competitor']} | {makespan} "
                 f"| {_f(run['status_requests_per_job'])} | {_f(run['mean_delay_s'])} "
                 f"| {_f(run['p99_delay_s'])} | {run['http_429']} ({run['http_429_after_burst']}; "
                 f"{run.get('http_429_after_10s', run['http_429_after_burst'])}) "
@@ -280,8 +279,8 @@ def render(document: dict[str, Any]) -> str:
             notes = "; ".join(run.get("notes", []))
             errors = ", ".join(run.get("errors_sample", []))
             lines.append(
-                f"- {cell['scenario']}/N={cell['n']} {run['competitor']}: {notes or '-'}"
-                + (f"; errors: {errors}" if errors else "")
+                f"- {cell['scenario']}/N={cell['n']}{_scale_note(cell)} {run['competitor']}: "
+                f"{notes or '-'}" + (f"; errors: {errors}" if errors else "")
             )
     return "\n".join(lines) + "\n"
 
