@@ -646,6 +646,7 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
         store: None = None,
         store_options: StoreOptions | None = None,
     ) -> Batch: ...
@@ -669,6 +670,7 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
         store: JobStore | str,
         store_options: StoreOptions | None = None,
     ) -> DurableBatch: ...
@@ -691,6 +693,7 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
         store: JobStore | str | None = None,
         store_options: StoreOptions | None = None,
     ) -> Batch:
@@ -724,6 +727,7 @@ class AsyncVeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         if store is not None:
             from .batch import DurableBatch
@@ -751,6 +755,7 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
     ) -> Batch:
         """Track existing generation ids and yield each one as it finishes (see :class:`Batch`).
 
@@ -774,6 +779,7 @@ class AsyncVeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         items = (BatchItem(generation_id=g) for g in generation_ids)
         return Batch(_ClientJobs(self), items, opts)
