@@ -123,7 +123,9 @@ async def _rate_limited_batch(server: EmulatorServer, scale: float) -> None:
     # 429 counts below show the client is not pressed against the limit.
     if gov.learned_rate is not None:
         assert gov.learned_rate >= 0.5 * 10 / scale
-    assert batch.counts.status_requests <= 2 * 300
+    # About two looks per job, plus the planner's few concurrency probes (at most 8) and canary
+    # polls (one job in 16); far under issue 16's 3.5 per job, and far from a polling storm.
+    assert batch.counts.status_requests <= 2.5 * 300
     # The first bursts teach the pace (and the requests already in flight then are refused
     # too); afterwards only failed probes, or scattered 429s that only pause, draw one. How
     # many bursts that takes varies from run to run; what the server refused may not.
