@@ -28,6 +28,7 @@ divided by the scale.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import resource
@@ -66,6 +67,11 @@ class DistSpec:
     """``store`` mode: the store every process shares."""
     worker: str = ""
     max_concurrency: int = 32
+    max_leased: int | None = None
+    """``store`` mode: the most jobs one worker leases at once (``None``: the SDK's default)."""
+    batch_id: str | None = None
+    """``store`` mode: the batch's namespace in the store (``None``: derived from the inputs)."""
+    """``store`` mode: the most jobs one worker leases at once (``None``: the SDK's default)."""
     fast_transport: bool | None = None
 
 
@@ -95,6 +101,29 @@ def _cpu() -> float:
 async def _wait_for_go() -> None:
     print("ready", flush=True)
     await anyio.to_thread.run_sync(sys.stdin.readline)
+
+
+def _store_batch(client: Any, inputs: list[Any], spec: DistSpec) -> Any:
+    """``client.batch(inputs, store=URL, ...)`` naming this worker as the installed SDK asks.
+
+    ``store_options=StoreOptions(worker=..., max_leased=...)`` where it exists, else a
+    ``worker=`` keyword (as issue 15 first sketched it).
+    """
+    parameters = inspect.signature(client.batch).parameters
+    if "store" not in parameters:
+        raise SystemExit("this veo_async has no client.batch(..., store=...)")
+    kwargs: dict[str, Any] = {"store": spec.store_url, "max_concurrency": spec.max_concurrency}
+    if "store_options" in parameters:
+        sdk = importlib.import_module("veo_async")  # StoreOptions: newer than this module
+        options: dict[str, Any] = {"worker": spec.worker}
+        if spec.max_leased is not None:
+            options["max_leased"] = spec.max_leased
+        if spec.batch_id is not None:
+            options["batch_id"] = spec.batch_id
+        kwargs["store_options"] = sdk.StoreOptions(**options)
+    else:
+        kwargs["worker"] = spec.worker
+    return client.batch(inputs, **kwargs)
 
 
 async def run(spec: DistSpec) -> DistResult:
@@ -132,15 +161,7 @@ async def run(spec: DistSpec) -> DistResult:
             elif spec.mode == "track":
                 batch = client.as_completed(spec.ids, max_concurrency=spec.max_concurrency)
             elif spec.mode == "store":
-                if "store" not in inspect.signature(client.batch).parameters:
-                    raise SystemExit("this veo_async has no client.batch(..., store=...)")
-                store_batch: Any = client.batch
-                batch = store_batch(
-                    inputs,
-                    store=spec.store_url,
-                    worker=spec.worker,
-                    max_concurrency=spec.max_concurrency,
-                )
+                batch = _store_batch(client, inputs, spec)
             else:
                 raise SystemExit(f"unknown mode {spec.mode!r}")
             with anyio.move_on_after(spec.deadline) as scope:

@@ -85,13 +85,14 @@ RATE_BURST = 10.0
 BUDGET_BURST = 1.0
 BURST_WINDOW_S = 10.0
 """Real-time seconds after the first request during which 429s count as the first burst."""
-BUDGET_GROUPS: dict[str, tuple[int, bool]] = {
-    "1 process": (1, False),
-    "4 independent": (4, False),
-    "4 shared": (4, True),
-    "1 shared": (1, True),
+BUDGET_GROUPS: dict[str, tuple[int, bool, float]] = {
+    "1 process": (1, False, 0.0),
+    "4 independent": (4, False, 0.0),
+    "4 shared": (4, True, BUDGET_BURST),
+    "1 shared": (1, True, BUDGET_BURST),
+    "4 shared, burst 10": (4, True, RATE_BURST),
 }
-"""Group name -> (processes, shared budget)."""
+"""Group name -> (processes, shared budget, the shared bucket's burst)."""
 
 
 # ---------------------------------------------------------------------- infrastructure
@@ -186,7 +187,7 @@ def _budget_run(
     scale: float,
     log: Any,
 ) -> dict[str, Any]:
-    processes, shared = BUDGET_GROUPS[group]
+    processes, shared, burst = BUDGET_GROUPS[group]
     emu.reset()
     emu.events(clear=True)
     name = budget_name("bench-" + uuid.uuid4().hex)  # a fresh bucket per run
@@ -202,7 +203,7 @@ def _budget_run(
             redis_url=redis_url if shared else None,
             budget_name=name,
             budget_rate=RATE / scale,
-            budget_burst=BUDGET_BURST,
+            budget_burst=burst or BUDGET_BURST,
         )
         for i in range(processes)
     ]
@@ -230,6 +231,7 @@ def _budget_run(
         "group": group,
         "processes": processes,
         "shared": shared,
+        "budget_burst": burst if shared else None,
         "n": n,
         "wall_s": wall,
         "http_429": int(stats["rate_limited"]),
@@ -317,6 +319,7 @@ def _track_run(
     n: int,
     scale: float,
     how: str,
+    max_leased: int | None,
     log: Any,
 ) -> dict[str, Any]:
     emu.reset()
@@ -332,8 +335,10 @@ def _track_run(
             scale=scale,
             deadline=deadline,
             ids=_share(ids, processes, i) if how == "split" else ids,
-            store_url=f"{redis_url.rsplit('/', 1)[0]}/0" if how == "store" else None,
+            store_url=redis_url if how == "store" else None,
+            batch_id=batch if how == "store" else None,
             worker=f"{batch}-w{i}",
+            max_leased=max_leased,
         )
         for i in range(processes)
     ]
@@ -397,7 +402,12 @@ def _track_run(
 
 
 def run_track(
-    processes: list[int], n: int, scale: float, how: str, log: Any = sys.stderr
+    processes: list[int],
+    n: int,
+    scale: float,
+    how: str,
+    max_leased: int | None = None,
+    log: Any = sys.stderr,
 ) -> dict[str, Any]:
     """Track ``n`` pre-created ids with each process count, against one emulator and Redis."""
     config = EmulatorConfig(seed=SEED, queue_delay=QUEUE_DELAY, time_scale=scale)
@@ -409,11 +419,11 @@ def run_track(
         try:
             for count in processes:
                 print(f"track, {count} process(es), {how}", file=log, flush=True)
-                runs.append(_track_run(emu, redis.url, count, n, scale, how, log))
+                runs.append(_track_run(emu, redis.url, count, n, scale, how, max_leased, log))
         finally:
             emu.stop()
             redis.stop()
-    return {"n": n, "time_scale": scale, "how": how, "runs": runs}
+    return {"n": n, "time_scale": scale, "how": how, "max_leased": max_leased, "runs": runs}
 
 
 # ---------------------------------------------------------------------- overhead
@@ -447,6 +457,7 @@ def run_overhead(
                         prompts=prompts,
                         store_url=url,
                         worker=f"overhead-{rep}",
+                        batch_id=f"overhead-{uuid.uuid4().hex[:8]}",
                     )
                     tick = time.monotonic()
                     (report,) = run_group([spec], 30.0 + 900.0 * scale, log)
@@ -491,10 +502,10 @@ def _f(value: float | None, digits: int = 1) -> str:
 def render(document: dict[str, Any]) -> str:
     """Markdown tables of every section in ``document``."""
     lines: list[str] = []
-    budget = document.get("budget")
-    if budget:
+    for section in sorted(k for k in document if k.startswith("budget")):
+        budget = document[section]
         lines += [
-            f"Shared budget: {budget['n']:,} jobs, {budget['rate_per_s']:g} requests/s "
+            f"Shared budget ({section}): {budget['n']:,} jobs, {budget['rate_per_s']:g} requests/s "
             f"(server burst {budget['server_burst']:g}), time scale {budget['time_scale']:g}, "
             f"ideal makespan {budget['ideal_makespan_s']:.0f} s.",
             "",
@@ -513,10 +524,8 @@ def render(document: dict[str, Any]) -> str:
                 f"| {', '.join(_f(c) for c in run['cpu_s'])} |"
             )
         lines.append("")
-    for section in ("track", "track_split", "track_store"):
-        track = document.get(section)
-        if not track:
-            continue
+    for section in sorted(k for k in document if k.startswith("track")):
+        track = document[section]
         lines += [
             f"Tracking ({section}): {track['n']:,} ids, time scale {track['time_scale']:g}, "
             f"ids split by: {track['how']}.",
@@ -576,11 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--jobs", type=int, default=1000)
     b.add_argument("--scale", type=float, default=0.1)
+    b.add_argument("--section", default="budget", help="name of the results section")
     t = sub.add_parser("track", help="100,000 ids finishing together, 1, 2 and 4 trackers")
     t.add_argument("--processes", default="1,2,4")
     t.add_argument("--ids", type=int, default=100_000)
     t.add_argument("--scale", type=float, default=0.5)
     t.add_argument("--how", choices=("split", "store"), default="store")
+    t.add_argument("--max-leased", type=int, default=None, help="store: StoreOptions.max_leased")
     o = sub.add_parser("overhead", help="no store, SQLite, Redis: CPU per job and makespan")
     o.add_argument("--jobs", type=int, default=1000)
     o.add_argument("--scale", type=float, default=0.1)
@@ -599,11 +610,14 @@ def main(argv: list[str] | None = None) -> int:
             if group not in BUDGET_GROUPS:
                 parser.error(f"unknown group {group!r}: one of {sorted(BUDGET_GROUPS)}")
         doc = run_budget(groups, args.repeats, args.jobs, args.scale)
-        document = _save("budget", doc, shown)
+        if not args.section.startswith("budget"):
+            parser.error("--section must start with 'budget'")
+        document = _save(args.section, doc, shown)
     elif args.what == "track":
         counts = [int(p) for p in args.processes.split(",") if p]
-        doc = run_track(counts, args.ids, args.scale, args.how)
-        document = _save(f"track_{args.how}", doc, shown)
+        doc = run_track(counts, args.ids, args.scale, args.how, args.max_leased)
+        suffix = f"_leased{args.max_leased}" if args.max_leased else ""
+        document = _save(f"track_{args.how}{suffix}", doc, shown)
     else:
         stores = [s for s in args.stores.split(",") if s]
         doc = run_overhead(args.jobs, args.scale, stores, args.repeats)
