@@ -71,7 +71,6 @@ class DistSpec:
     """``store`` mode: the most jobs one worker leases at once (``None``: the SDK's default)."""
     batch_id: str | None = None
     """``store`` mode: the batch's namespace in the store (``None``: derived from the inputs)."""
-    """``store`` mode: the most jobs one worker leases at once (``None``: the SDK's default)."""
     fast_transport: bool | None = None
 
 
