@@ -59,8 +59,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks._dist_worker import DistSpec
-from benchmarks._emuserver import BenchEmulatorProcess
+import httpx
+
+from benchmarks._dist_worker import API_KEY, DistSpec
+from benchmarks._emuserver import PRECREATE_PATH, BenchEmulatorProcess
 from benchmarks.run import _list_schedule, _percentile, machine
 from veo_async.emulator import EmulatorConfig
 from veo_async.stores import budget_name
@@ -90,6 +92,7 @@ BUDGET_GROUPS: dict[str, tuple[int, bool, float]] = {
     "4 independent": (4, False, 0.0),
     "4 shared": (4, True, BUDGET_BURST),
     "1 shared": (1, True, BUDGET_BURST),
+    "4 shared, burst 2": (4, True, 2.0),
     "4 shared, burst 10": (4, True, RATE_BURST),
 }
 """Group name -> (processes, shared budget, the shared bucket's burst)."""
@@ -162,6 +165,31 @@ def run_group(specs: list[DistSpec], timeout: float, log: Any) -> list[dict[str,
 
 def _share(items: list[str], n: int, i: int) -> list[str]:
     return items[i::n]
+
+
+SLOW_CALL_S = 600.0
+"""Timeout of the harness's own calls to the emulator that handle 100,000 jobs at once (the
+emulator's helper allows 30 s, too little on a loaded 2-core machine)."""
+
+
+def _precreate(emu: BenchEmulatorProcess, n: int, prefix: str, key: str) -> list[str]:
+    """``n`` generations made in the emulator process, 10,000 per call."""
+    ids: list[str] = []
+    for start in range(0, n, 10_000):
+        count = min(10_000, n - start)
+        body = {"count": count, "prefix": f"{prefix} {start}", "key": key}
+        reply = httpx.post(emu.base_url + PRECREATE_PATH, json=body, timeout=SLOW_CALL_S)
+        reply.raise_for_status()
+        ids += [str(x) for x in reply.json()["ids"]]
+    return ids
+
+
+def _stats(emu: BenchEmulatorProcess) -> dict[str, Any]:
+    """The emulator's ledger with every generation (a long call for 100,000 of them)."""
+    reply = httpx.get(emu.base_url + "/_emulator/stats", timeout=SLOW_CALL_S)
+    reply.raise_for_status()
+    doc: dict[str, Any] = reply.json()
+    return doc
 
 
 # ---------------------------------------------------------------------- budget
@@ -324,9 +352,9 @@ def _track_run(
 ) -> dict[str, Any]:
     emu.reset()
     tick = time.monotonic()
-    ids = emu.precreate(n, prefix=f"distributed track {processes}", key="bench-distributed-key")
+    ids = _precreate(emu, n, f"distributed track {processes}", API_KEY)
     created_s = time.monotonic() - tick
-    deadline = 30.0 + 600.0 * scale
+    deadline = 30.0 + 1200.0 * scale
     batch = "track-" + uuid.uuid4().hex[:8]
     specs = [
         DistSpec(
@@ -344,7 +372,7 @@ def _track_run(
     ]
     reports = run_group(specs, deadline + 300.0, log)
     wall = time.monotonic() - tick
-    stats = emu.stats()
+    stats = _stats(emu)
     records = {r["id"]: r for r in stats.get("generations", [])}
     delays: list[float] = []
     server_delays: list[float] = []
@@ -362,8 +390,9 @@ def _track_run(
         if record["detection_delay"] is not None:
             server_delays.append(record["detection_delay"] / scale)
     started = min(r["started_at"] for r in reports)
-    last_done = max((r["completed_at"] or 0.0) for r in records.values())
-    first_done = min((r["completed_at"] or 1e18) for r in records.values())
+    done_at = sorted(r["completed_at"] for r in records.values() if r["completed_at"])
+    last_done, first_done = done_at[-1], done_at[0]
+    p01, p99 = _percentile(done_at, 0.01) or 0.0, _percentile(done_at, 0.99) or 0.0
     noticed_all = [t for r in reports for (_, _, t) in r["jobs"] if t is not None]
     figures = {
         "processes": processes,
@@ -372,6 +401,7 @@ def _track_run(
         "wall_s": wall,
         "precreate_wall_s": created_s,
         "completion_spread_s": (last_done - first_done) / scale,
+        "completion_spread_p1_p99_s": (p99 - p01) / scale,
         "mean_delay_s": sum(delays) / len(delays) if delays else None,
         "p99_delay_s": _percentile(delays, 0.99),
         "server_mean_delay_s": (sum(server_delays) / len(server_delays) if server_delays else None),
@@ -492,6 +522,42 @@ def run_overhead(
     return {"n": n, "time_scale": scale, "runs": runs}
 
 
+# ---------------------------------------------------------------------- acquire
+
+
+async def _acquire_rate(url: str, rate: float, burst: float, seconds: float) -> float:
+    """Tokens one process gets per second, taking them one after another."""
+    from veo_async.stores import SharedBudget
+
+    name = "acquire-" + uuid.uuid4().hex[:8]
+    async with await SharedBudget.open(url, name=name, rate=rate, burst=burst) as budget:
+        await budget.acquire()  # the first token is the burst's
+        count = max(10, int(rate * seconds))
+        tick = time.monotonic()
+        for _ in range(count):
+            await budget.acquire()
+        return count / (time.monotonic() - tick)
+
+
+def run_acquire(
+    cases: list[tuple[float, float]], seconds: float, log: Any = sys.stderr
+) -> dict[str, Any]:
+    """One process calling ``SharedBudget.acquire()`` back to back: the rate it achieves."""
+    import asyncio
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="veo-dist-redis-") as tmp:
+        redis = start_redis(Path(tmp))
+        try:
+            for rate, burst in cases:
+                achieved = asyncio.run(_acquire_rate(redis.url, rate, burst, seconds))
+                print(f"  rate {rate:g} burst {burst:g}: {achieved:.1f}/s", file=log, flush=True)
+                runs.append({"rate": rate, "burst": burst, "achieved": achieved})
+        finally:
+            redis.stop()
+    return {"seconds": seconds, "runs": runs}
+
+
 # ---------------------------------------------------------------------- report
 
 
@@ -530,20 +596,36 @@ def render(document: dict[str, Any]) -> str:
             f"Tracking ({section}): {track['n']:,} ids, time scale {track['time_scale']:g}, "
             f"ids split by: {track['how']}.",
             "",
-            "| processes | mean delay s | p99 delay s | server-side mean / p99 s "
+            "| processes | finish spread s | mean delay s | p99 delay s "
+            "| server-side mean / p99 s "
             "| status req/id | makespan s (ideal) | delivered (twice) | CPU s per process "
             "| CPU share |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for run in track["runs"]:
             lines.append(
-                f"| {run['processes']} | {_f(run['mean_delay_s'])} | {_f(run['p99_delay_s'])} "
+                f"| {run['processes']} | {_f(run['completion_spread_p1_p99_s'])} "
+                f"| {_f(run['mean_delay_s'])} | {_f(run['p99_delay_s'])} "
                 f"| {_f(run['server_mean_delay_s'])} / {_f(run['server_p99_delay_s'])} "
                 f"| {run['status_requests_per_id']:.2f} "
                 f"| {_f(run['makespan_s'], 0)} ({_f(run['ideal_makespan_s'], 0)}) "
                 f"| {run['delivered']:,} ({run['delivered_twice']}) "
                 f"| {', '.join(_f(c, 0) for c in run['cpu_s'])} "
                 f"| {', '.join(_f(c, 2) for c in run['cpu_share'])} |"
+            )
+        lines.append("")
+    acquire = document.get("acquire")
+    if acquire:
+        lines += [
+            "SharedBudget.acquire() back to back, one process:",
+            "",
+            "| rate /s (wall) | burst | achieved /s | share |",
+            "|---:|---:|---:|---:|",
+        ]
+        for run in acquire["runs"]:
+            lines.append(
+                f"| {run['rate']:g} | {run['burst']:g} | {run['achieved']:.1f} "
+                f"| {run['achieved'] / run['rate']:.0%} |"
             )
         lines.append("")
     overhead = document.get("overhead")
@@ -597,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--scale", type=float, default=0.1)
     o.add_argument("--stores", default="none,sqlite,redis")
     o.add_argument("--repeats", type=int, default=2)
+    a = sub.add_parser("acquire", help="SharedBudget.acquire() alone: the rate it achieves")
+    a.add_argument("--cases", default="100:1,100:2,100:10,10:1,10:2", help="RATE:BURST,...")
+    a.add_argument("--seconds", type=float, default=4.0)
     sub.add_parser("render", help="print the tables of the saved results")
     args = parser.parse_args(argv)
     shown = shlex.join(
@@ -618,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_track(counts, args.ids, args.scale, args.how, args.max_leased)
         suffix = f"_leased{args.max_leased}" if args.max_leased else ""
         document = _save(f"track_{args.how}{suffix}", doc, shown)
+    elif args.what == "acquire":
+        cases = [(float(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
+        document = _save("acquire", run_acquire(cases, args.seconds), shown)
     else:
         stores = [s for s in args.stores.split(",") if s]
         doc = run_overhead(args.jobs, args.scale, stores, args.repeats)
