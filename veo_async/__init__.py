@@ -74,6 +74,11 @@ from ._pricing import (
     estimate_total_credits,
     format_credits,
 )
+from .batch import (
+    DurableBatch,
+    InputTaken,
+    StoreOptions,
+)
 from .polling import (
     FixedIntervalPlanner,
     FixedIntervalPolicy,
@@ -111,6 +116,7 @@ __all__ = [
     "DownloadIntegrityError",
     "DownloadTargetExistsError",
     "DownloadedVideo",
+    "DurableBatch",
     "ENDPOINTS",
     "FixedIntervalPlanner",
     "FixedIntervalPolicy",
@@ -119,6 +125,7 @@ __all__ = [
     "GenerationFailedError",
     "GenerationStatus",
     "GovernorTuning",
+    "InputTaken",
     "InvalidResponseError",
     "JobEvent",
     "JobTiming",
@@ -138,6 +145,7 @@ __all__ = [
     "RequestValidationError",
     "RetryConfig",
     "ServerError",
+    "StoreOptions",
     "SyncBatch",
     "UnknownModelPriceError",
     "Usage",

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 import httpx
@@ -54,8 +54,15 @@ from .instrumentation import NO_INSTRUMENTATION, Instrumentation, RequestKind, S
 from .polling import JobTiming, PollPlanner
 
 if TYPE_CHECKING:
-    from .batch import Batch, BatchInput, BatchObserver, BatchOptions
-    from .stores import SharedBudget
+    from .batch import (
+        Batch,
+        BatchInput,
+        BatchObserver,
+        BatchOptions,
+        DurableBatch,
+        StoreOptions,
+    )
+    from .stores import JobStore, SharedBudget
 
 __all__ = ["DEFAULT_BASE_URL", "ENDPOINTS", "AsyncVeoClient", "Endpoint"]
 
@@ -626,6 +633,7 @@ class AsyncVeoClient:
 
     # ------------------------------------------------------------------ many jobs
 
+    @overload
     def batch(
         self,
         inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
@@ -644,12 +652,65 @@ class AsyncVeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        store: None = None,
+        store_options: StoreOptions | None = None,
+    ) -> Batch: ...
+
+    @overload
+    def batch(
+        self,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        options: BatchOptions | None = None,
+        max_concurrency: int = 32,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        job_timeout: float | None = 1000.0,
+        batch_timeout: float | None = None,
+        max_generations: int | None = None,
+        credit_budget: float | None = None,
+        observer: BatchObserver | None = None,
+        buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
+        progress: bool = False,
+        store: JobStore | str,
+        store_options: StoreOptions | None = None,
+    ) -> DurableBatch: ...
+
+    def batch(
+        self,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        *,
+        options: BatchOptions | None = None,
+        max_concurrency: int = 32,
+        requests_per_second: float | None = None,
+        poll_policy: PollPolicy | None = None,
+        job_timeout: float | None = 1000.0,
+        batch_timeout: float | None = None,
+        max_generations: int | None = None,
+        credit_budget: float | None = None,
+        observer: BatchObserver | None = None,
+        buffer: int = 64,
+        estimated_credits_per_job: float | None = None,
+        create_grace: float = 10.0,
+        max_poll_failures: int = 5,
+        progress: bool = False,
+        store: JobStore | str | None = None,
+        store_options: StoreOptions | None = None,
     ) -> Batch:
         """Submit many requests and yield results in completion order (see :class:`Batch`).
 
         ``async with client.batch(prompts, max_concurrency=32) as results:
         async for result in results: ...``. The options are those of
         :class:`~veo_async.BatchOptions`: pass them as keywords, or one ``options=`` object.
+
+        With ``store`` (a :class:`~veo_async.stores.JobStore` or a URL:
+        ``sqlite:///path/jobs.sqlite3``, ``redis://host:6379/0``) the batch is durable: its jobs
+        live in the store, a rerun with the same inputs resumes it after a crash (nothing is
+        submitted twice), and several processes or machines running it on one Redis share the
+        work (see :class:`~veo_async.batch.DurableBatch` and ``store_options``).
         """
         from .batch import Batch
         from .batch._options import resolve_options
@@ -670,6 +731,12 @@ class AsyncVeoClient:
             max_poll_failures=max_poll_failures,
             progress=progress,
         )
+        if store is not None:
+            from .batch import DurableBatch
+
+            return DurableBatch(_ClientJobs(self), inputs, opts, store, store_options)
+        if store_options is not None:
+            raise TypeError("store_options= needs store= (a JobStore or a store URL)")
         return Batch(_ClientJobs(self), inputs, opts)
 
     def as_completed(

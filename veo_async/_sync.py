@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -39,8 +39,12 @@ from .batch import (
     BatchOptions,
     BatchResult,
     PendingJob,
+    StoreOptions,
 )
 from .batch._options import resolve_options
+
+if TYPE_CHECKING:
+    from .stores import JobStore
 
 __all__ = ["SyncBatch", "VeoClient"]
 
@@ -181,12 +185,15 @@ class VeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        store: JobStore | str | None = None,
+        store_options: StoreOptions | None = None,
     ) -> SyncBatch:
         """Run a batch; iterate the result for :class:`BatchResult` in completion order.
 
         ``for result in client.batch(prompts): ...`` works; use ``with client.batch(...) as b``
         to read ``b.pending()`` after stopping early. Options as in
-        :meth:`AsyncVeoClient.batch` (keywords, or one ``options=``).
+        :meth:`AsyncVeoClient.batch` (keywords, or one ``options=``); ``store=`` makes it a
+        durable batch as there (a SQLite file, or a Redis shared by several processes).
         """
         opts = resolve_options(
             options,
@@ -204,6 +211,16 @@ class VeoClient:
             max_poll_failures=max_poll_failures,
             progress=progress,
         )
+        if store is None and store_options is not None:
+            raise TypeError("store_options= needs store= (a JobStore or a store URL)")
+        if store is not None:
+            where = store
+            return SyncBatch(
+                self,
+                lambda: self._client.batch(
+                    inputs, options=opts, store=where, store_options=store_options
+                ),
+            )
         return SyncBatch(self, lambda: self._client.batch(inputs, options=opts))
 
     def as_completed(

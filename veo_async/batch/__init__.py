@@ -103,6 +103,7 @@ Guarantees against a server that misbehaves (each enforced where the reply enter
 
 from ._api import JobsAPI
 from ._batch import Batch
+from ._durable import DurableBatch, StoreOptions
 from ._jobs import JobState
 from ._options import BatchOptions
 from ._results import (
@@ -111,6 +112,7 @@ from ._results import (
     BatchItem,
     BatchObserver,
     BatchResult,
+    InputTaken,
     JobEvent,
     NullObserver,
     PendingJob,
@@ -124,9 +126,12 @@ __all__ = [
     "BatchObserver",
     "BatchOptions",
     "BatchResult",
+    "DurableBatch",
+    "InputTaken",
     "JobEvent",
     "JobState",
     "JobsAPI",
     "NullObserver",
     "PendingJob",
+    "StoreOptions",
 ]

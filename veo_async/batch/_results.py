@@ -16,6 +16,7 @@ __all__ = [
     "BatchItem",
     "BatchObserver",
     "BatchResult",
+    "InputTaken",
     "JobEvent",
     "NullObserver",
     "PendingJob",
@@ -113,12 +114,18 @@ class JobEvent(enum.Enum):
     FAILED = "failed"
 
 
+class InputTaken(Exception):
+    """Raised by :meth:`BatchObserver.before_submit` to leave an input out: another worker of
+    the same durable batch has taken it. Nothing is sent and no result is yielded for it."""
+
+
 class BatchObserver(Protocol):
     """Hooks a batch calls; implement any subset by subclassing :class:`NullObserver`.
 
     ``before_submit`` is awaited before the create request is sent (write your intent to a
-    durable journal there); ``after_submit`` right after the id is known (record it); the
-    create is not considered done until both return. ``on_event`` / ``on_progress`` are cheap
+    durable journal there; raise :class:`InputTaken` to skip the input); ``after_submit``
+    right after the id is known (record it); the create is not considered done until both
+    return. ``on_event`` / ``on_progress`` are cheap
     notifications and must not block.
     """
 

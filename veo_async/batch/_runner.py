@@ -45,7 +45,15 @@ from ._guard import CostGuard, sane_credits
 from ._jobs import Job, JobState, JobTable
 from ._options import BatchOptions
 from ._outbox import Outbox, end_span
-from ._results import BatchCounts, BatchInput, BatchItem, BatchResult, JobEvent, PendingJob
+from ._results import (
+    BatchCounts,
+    BatchInput,
+    BatchItem,
+    BatchResult,
+    InputTaken,
+    JobEvent,
+    PendingJob,
+)
 from ._scheduler import Scheduler
 
 __all__ = ["Runner"]
@@ -246,6 +254,13 @@ class Runner:
         try:
             try:
                 await self._submit(job, item)
+            except InputTaken:
+                # The observer's before_submit found the input taken by another worker of a
+                # durable batch: nothing was sent, and the input is not this batch's to report.
+                self.table.transition(job, JobState.UNSENT)
+                end_span(job, None, None)
+                self.scheduler.wake()
+                self.feeder.wake()
             finally:
                 if job.state is JobState.SUBMITTING:
                     # cancelled before the request was sent (e.g. in before_submit)

@@ -209,6 +209,26 @@ def generate(prompt: str, **kwargs: Any) -> None:
     show_default=True,
     help="Seconds between progress lines when stderr is not a terminal.",
 )
+@click.option(
+    "--store",
+    metavar="URL",
+    help="Share the batch through a job store: redis://HOST:PORT/DB (several processes or "
+    "machines, each with its own --out) or sqlite:///PATH. Without it, a journal in --out.",
+)
+@click.option(
+    "--batch-id",
+    metavar="ID",
+    help="The batch's name in --store (default: derived from the inputs, so every process "
+    "started with the same FILE joins the same batch).",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=FiniteFloat(min=0.0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="With --store: seconds after which a silent worker's jobs are taken over.",
+)
 @common_options
 def batch(prompts: str, **kwargs: Any) -> None:
     """Generate a video for every input in PROMPTS into a folder; safe to interrupt and rerun.
@@ -231,6 +251,13 @@ def batch(prompts: str, **kwargs: Any) -> None:
     results (nor the other way round). A failed download fails only its input (the rerun
     fetches it); a full disk stops submitting and never loses a generation id. Ctrl-C stops
     submitting and exits cleanly (press it again to quit at once).
+
+    With --store redis://HOST:PORT/DB, start the same command on several processes or machines,
+    each with its own --out: they share the batch through Redis, each input is generated once
+    across all of them, each process downloads what it finished into its own --out, and a
+    process that dies has its jobs taken over by the others after --lease seconds (rerun it
+    with the same --out to fetch what it had finished). The batch id is printed and saved in
+    --out/batch.json; `veo-async status --store URL --batch-id ID` shows the whole batch.
 
     \b
     Example:
@@ -261,18 +288,37 @@ def batch(prompts: str, **kwargs: Any) -> None:
         retry_failed=kwargs["retry_failed"],
         dry_run=kwargs["dry_run"],
         progress_interval=kwargs["progress_interval"],
+        store=kwargs["store"],
+        batch_id=kwargs["batch_id"],
+        lease_seconds=kwargs["lease_seconds"],
         argv=list(_ARGV),
     )
     execute(lambda: run_batch_command(settings, options), settings=settings)
 
 
 @cli.command()
-@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("ids", nargs=-1, metavar="ID...")
+@click.option(
+    "--store",
+    metavar="URL",
+    help="Show a shared batch instead: its jobs by state and who holds them (needs --batch-id).",
+)
+@click.option("--batch-id", metavar="ID", help="The batch in --store (see its batch.json).")
 @common_options
 def status(ids: Sequence[str], **kwargs: Any) -> None:
-    """Show the status of one or more generations."""
+    """Show the status of one or more generations, or of a whole shared batch (--store)."""
     settings = settings_from(kwargs)
     configure_logging(settings.verbose)
+    store, batch_id = kwargs["store"], kwargs["batch_id"]
+    if store is not None:
+        if ids or not batch_id:
+            raise click.UsageError("--store takes --batch-id ID and no generation ids")
+        from ._store import run_status_store
+
+        execute(lambda: run_status_store(settings, store, batch_id), settings=settings)
+        return
+    if not ids:
+        raise click.UsageError("give one or more generation ids (or --store URL --batch-id ID)")
     from ._single import run_status
 
     execute(lambda: run_status(settings, ids), settings=settings)

@@ -78,6 +78,9 @@ class BatchOptions:
     retry_failed: bool = False
     dry_run: bool = False
     progress_interval: float = 10.0
+    store: str | None = None
+    batch_id: str | None = None
+    lease_seconds: float = 30.0
     argv: list[str] = field(default_factory=list)
 
     @property
@@ -346,6 +349,12 @@ async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
     if options.dry_run:
         return _dry_run(settings, options, inputs)
     _time_scale_hint(settings)
+    if options.store is not None:
+        from ._store import check_store_options, run_store_batch
+
+        check_store_options(options)
+
+        return await run_store_batch(settings, options, inputs, options.store)
     async with open_client(settings) as client:
         try:
             journal = await anyio.to_thread.run_sync(Journal.open, options.out)

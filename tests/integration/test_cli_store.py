@@ -1,0 +1,252 @@
+"""``veo-async batch FILE --store URL`` on several real processes: one emulator server (its
+ledger is the truth), one real ``redis-server``, a CLI process per ``--out``.
+
+Each input is generated once across the processes, every video lands in exactly one
+``--out``, a SIGKILLed process's jobs are finished by the others and its rerun fetches what it
+had left, and ``veo-async status --store`` shows the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from veo_async.emulator import EmulatorConfig, EmulatorServer
+from veo_async.stores import JobState
+
+from .._cli import no_traceback, read_manifest, run_cli
+from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
+
+pytestmark = pytest.mark.slow
+
+TIME_SCALE = 0.01
+KEY = "sk-cli-store-SECRET-4242"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (AOF on), or skip saying why."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.skip(NO_REDIS_REASON)
+    server = RedisServer(binary, tmp_path / "redis", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    """The emulator as a real server on loopback."""
+    with EmulatorServer(EmulatorConfig(time_scale=TIME_SCALE, seed=3)) as running:
+        yield running
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["AIMLAPI_KEY"] = KEY
+    env.pop("VEO_API_KEY", None)
+    return env
+
+
+def _args(path: Path, out: Path, redis: RedisServer, server: EmulatorServer) -> list[str]:
+    return [
+        "batch",
+        str(path),
+        "--out",
+        str(out),
+        "--store",
+        redis.url,
+        "--lease",
+        "1",
+        "--base-url",
+        server.base_url,
+        "--time-scale",
+        str(TIME_SCALE),
+    ]
+
+
+def _prompts(tmp_path: Path, n: int, tag: str) -> tuple[Path, list[str]]:
+    prompts = [f"{tag} shared scene {i}" for i in range(n)]
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(prompts) + "\n")
+    return path, prompts
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "veo_async.cli", *args],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def _downloaded(outs: list[Path]) -> dict[str, list[Path]]:
+    """prompt -> the folders whose manifest has its downloaded video (the file exists)."""
+    where: dict[str, list[Path]] = {}
+    for out in outs:
+        if not (out / "manifest.jsonl").exists():
+            continue
+        for row in read_manifest(out):
+            if row.get("file") and (out / row["file"]).stat().st_size > 0:
+                where.setdefault(row["prompt"], []).append(out)
+    return where
+
+
+def _status(redis: RedisServer, batch_id: str) -> dict[str, Any]:
+    result = run_cli("status", "--store", redis.url, "--batch-id", batch_id, "--json", env=_env())
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def test_three_processes_share_one_batch(
+    tmp_path: Path, redis: RedisServer, server: EmulatorServer
+) -> None:
+    """Three CLI processes, one FILE, one Redis: each prompt generated once, each video in
+    exactly one --out, the whole batch downloaded; the key appears in no output."""
+    path, prompts = _prompts(tmp_path, 24, "three")
+    outs = [tmp_path / f"out{i}" for i in range(3)]
+    logs = [tmp_path / f"w{i}.log" for i in range(3)]
+    procs = [
+        _start(_args(path, out, redis, server), log) for out, log in zip(outs, logs, strict=True)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    stats = server.stats()
+    assert stats["generations_created"] == len(prompts)
+    assert {g["prompt"] for g in stats["generations"]} == set(prompts)
+    where = _downloaded(outs)
+    assert set(where) == set(prompts)
+    assert all(len(folders) == 1 for folders in where.values())
+    for log in logs:
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert KEY not in text
+    batch_id = json.loads((outs[0] / "batch.json").read_text())["batch_id"]
+    doc = _status(redis, batch_id)
+    assert doc["jobs"] == len(prompts)
+    assert doc["states"] == {JobState.DOWNLOADED.value: len(prompts)}
+
+
+def test_a_killed_process_loses_nothing_and_its_rerun_fetches_its_videos(
+    tmp_path: Path, redis: RedisServer, server: EmulatorServer
+) -> None:
+    """SIGKILL one of three processes mid-batch: the others take over its jobs (1 s leases);
+    rerun with its --out, it fetches what it had finished. No prompt is generated twice;
+    every input ends downloaded or reported uncertain (a create in flight at the kill)."""
+    path, prompts = _prompts(tmp_path, 30, "killed")
+    outs = [tmp_path / f"out{i}" for i in range(3)]
+    logs = [tmp_path / f"w{i}.log" for i in range(3)]
+    procs = [
+        _start(_args(path, out, redis, server), log) for out, log in zip(outs, logs, strict=True)
+    ]
+    deadline = time.monotonic() + 60
+    while server.stats(include_generations=False)["generations_created"] < 8:
+        assert time.monotonic() < deadline, "the batch never started"
+        time.sleep(0.05)
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].wait(timeout=10)
+    for proc in procs[1:]:
+        assert proc.wait(timeout=120) == 0
+    rerun = run_cli(*_args(path, outs[0], redis, server), env=_env(), timeout=120)
+    no_traceback(rerun)
+
+    stats = server.stats()
+    by_prompt: dict[str, int] = {}
+    for generation in stats["generations"]:
+        by_prompt[generation["prompt"]] = by_prompt.get(generation["prompt"], 0) + 1
+    assert all(n == 1 for n in by_prompt.values()), by_prompt  # never paid twice
+    batch_id = json.loads((outs[1] / "batch.json").read_text())["batch_id"]
+    doc = _status(redis, batch_id)
+    states = doc["states"]
+    assert set(states) <= {JobState.DOWNLOADED.value, JobState.UNCERTAIN.value}, states
+    assert sum(states.values()) == len(prompts)
+    uncertain = states.get(JobState.UNCERTAIN.value, 0)
+    assert stats["generations_created"] + uncertain >= len(prompts)
+    assert len(_downloaded(outs)) == states[JobState.DOWNLOADED.value]
+
+
+def test_an_unreachable_store_is_a_clear_error_and_nothing_is_sent(
+    tmp_path: Path, server: EmulatorServer
+) -> None:
+    """--store pointing at no Redis: one line naming the URL without its password; exit 1;
+    the emulator saw no create."""
+    path, _ = _prompts(tmp_path, 3, "unreachable")
+    url = f"redis://me:hunter2@127.0.0.1:{free_port()}/0"
+    result = run_cli(
+        "batch",
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
+        "--store",
+        url,
+        "--base-url",
+        server.base_url,
+        env=_env(),
+    )
+    no_traceback(result)
+    assert result.returncode == 1
+    assert "cannot reach the Redis store" in result.stderr
+    assert "127.0.0.1" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert server.stats(include_generations=False)["create_requests"] == 0
+
+
+def test_a_sqlite_store_resumes_and_pays_nothing_twice(
+    tmp_path: Path, server: EmulatorServer
+) -> None:
+    """--store sqlite:///...: the second run sends no create and reports the whole batch."""
+    path, prompts = _prompts(tmp_path, 5, "sqlite")
+    url = f"sqlite://{tmp_path / 'jobs.sqlite3'}"
+    out = tmp_path / "out"
+    args = ["batch", str(path), "--out", str(out), "--store", url, "--base-url", server.base_url]
+    args += ["--time-scale", str(TIME_SCALE)]
+    first = run_cli(*args, env=_env())
+    no_traceback(first)
+    assert first.returncode == 0, first.stderr
+    second = run_cli(*args, "--json", env=_env())
+    no_traceback(second)
+    assert second.returncode == 0, second.stderr
+    assert server.stats(include_generations=False)["generations_created"] == len(prompts)
+    summary = json.loads(second.stdout)
+    assert summary["whole_batch"] == {"downloaded": len(prompts)}
+    assert {r["prompt"] for r in read_manifest(out)} <= set(prompts)
+    assert len(list(out.glob("*.mp4"))) == len(prompts)
+
+
+def test_flags_a_shared_batch_does_not_take_are_refused_before_anything_is_sent(
+    tmp_path: Path, server: EmulatorServer
+) -> None:
+    """--store with --retry-failed (or --resubmit-uncertain, --events, --force): a usage
+    error naming the flag; the emulator saw no create."""
+    path, _ = _prompts(tmp_path, 2, "refused")
+    url = f"sqlite://{tmp_path / 'jobs.sqlite3'}"
+    result = run_cli(
+        "batch",
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
+        "--store",
+        url,
+        "--retry-failed",
+        "--base-url",
+        server.base_url,
+        env=_env(),
+    )
+    no_traceback(result)
+    assert result.returncode == 2
+    assert "--retry-failed cannot be combined with --store" in result.stderr
+    assert server.stats(include_generations=False)["create_requests"] == 0
