@@ -16,9 +16,9 @@ Modes:
 ``track``
     ``client.as_completed(ids)`` over this process's share of the ids (split by the harness).
 ``store``
-    ``client.batch(inputs, store=STORE_URL, worker=NAME)``: every process is given *all* the
-    inputs (prompts, or ids to track) and the store splits them (Redis Streams leases); this
-    needs the store-backed batch of issue 15 (``client.batch(..., store=...)``).
+    ``client.batch(inputs, store=STORE_URL, store_options=StoreOptions(worker=NAME, ...))``:
+    every process is given *all* the inputs (prompts, or ``BatchItem(generation_id=...)`` to
+    track) and the store splits them (Redis Streams leases).
 
 Every mode tells the SDK the emulator's time scale (``AsyncVeoClient(time_scale=...)``); the
 shared budget's rate is in wall requests per second (Redis's clock), i.e. the real-time rate
@@ -28,8 +28,6 @@ divided by the scale.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import json
 import resource
 import sys
@@ -103,26 +101,20 @@ async def _wait_for_go() -> None:
 
 
 def _store_batch(client: Any, inputs: list[Any], spec: DistSpec) -> Any:
-    """``client.batch(inputs, store=URL, ...)`` naming this worker as the installed SDK asks.
+    """``client.batch(inputs, store=URL, store_options=StoreOptions(worker=..., ...))``."""
+    from veo_async import StoreOptions
 
-    ``store_options=StoreOptions(worker=..., max_leased=...)`` where it exists, else a
-    ``worker=`` keyword (as issue 15 first sketched it).
-    """
-    parameters = inspect.signature(client.batch).parameters
-    if "store" not in parameters:
-        raise SystemExit("this veo_async has no client.batch(..., store=...)")
-    kwargs: dict[str, Any] = {"store": spec.store_url, "max_concurrency": spec.max_concurrency}
-    if "store_options" in parameters:
-        sdk = importlib.import_module("veo_async")  # StoreOptions: newer than this module
-        options: dict[str, Any] = {"worker": spec.worker}
-        if spec.max_leased is not None:
-            options["max_leased"] = spec.max_leased
-        if spec.batch_id is not None:
-            options["batch_id"] = spec.batch_id
-        kwargs["store_options"] = sdk.StoreOptions(**options)
-    else:
-        kwargs["worker"] = spec.worker
-    return client.batch(inputs, **kwargs)
+    options: dict[str, Any] = {"worker": spec.worker}
+    if spec.max_leased is not None:
+        options["max_leased"] = spec.max_leased
+    if spec.batch_id is not None:
+        options["batch_id"] = spec.batch_id
+    return client.batch(
+        inputs,
+        store=spec.store_url,
+        store_options=StoreOptions(**options),
+        max_concurrency=spec.max_concurrency,
+    )
 
 
 async def run(spec: DistSpec) -> DistResult:
