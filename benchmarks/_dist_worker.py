@@ -1,9 +1,10 @@
 """One client process of :mod:`benchmarks.distributed`: ``python -m benchmarks._dist_worker``.
 
 Arguments: ``SPEC OUT``. ``SPEC`` is a JSON :class:`DistSpec`. The process imports
-everything, opens its client (and its :class:`~veo_async.stores.SharedBudget` or store, if
-any), prints ``ready`` and waits for a line on stdin, so that the harness can release every
-process of a run at the same moment.
+everything, opens its client (and its :class:`~veo_async.stores.SharedBudget`, if any), prints
+``ready`` and waits for a line on stdin, so that the harness can release every process of a
+run at the same moment; the line is ``go``, or a JSON list of the ids to track (so that the
+ids can be made after every tracker is ready, and none has finished before tracking starts).
 It then runs its share of the work and writes a JSON :class:`DistResult` to ``OUT``: per job
 the generation id, whether it succeeded and ``time.time()`` at the moment this process learned
 it had ended; its own CPU seconds (``resource.getrusage``, from the release on); the 429s its
@@ -95,9 +96,14 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _wait_for_go() -> None:
+async def _wait_for_go() -> list[str] | None:
+    """Say ``ready``; the release line is ``go`` or a JSON list of ids (made after ``ready``)."""
     print("ready", flush=True)
-    await anyio.to_thread.run_sync(sys.stdin.readline)
+    line = (await anyio.to_thread.run_sync(sys.stdin.readline)).strip()
+    if line.startswith("["):
+        ids: list[str] = json.loads(line)
+        return ids
+    return None
 
 
 def _store_batch(client: Any, inputs: list[Any], spec: DistSpec) -> Any:
@@ -139,18 +145,19 @@ async def run(spec: DistSpec) -> DistResult:
     )
     try:
         async with client:
+            given = await _wait_for_go()
+            cpu0 = _cpu()
+            ids = spec.ids if given is None else given
             inputs: list[Any]
-            if spec.mode == "track" or (spec.mode == "store" and spec.ids):
-                inputs = [BatchItem(generation_id=g) for g in spec.ids]
+            if spec.mode == "track" or (spec.mode == "store" and ids):
+                inputs = [BatchItem(generation_id=g) for g in ids]
             else:
                 inputs = list(spec.prompts)
-            await _wait_for_go()
-            cpu0 = _cpu()
             started = time.time()
             if spec.mode == "batch":
                 batch = client.batch(inputs, max_concurrency=spec.max_concurrency)
             elif spec.mode == "track":
-                batch = client.as_completed(spec.ids, max_concurrency=spec.max_concurrency)
+                batch = client.as_completed(ids, max_concurrency=spec.max_concurrency)
             elif spec.mode == "store":
                 batch = _store_batch(client, inputs, spec)
             else:

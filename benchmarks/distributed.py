@@ -55,11 +55,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from benchmarks._dist_worker import API_KEY, DistSpec
 from benchmarks._emuserver import PRECREATE_PATH, BenchEmulatorProcess
@@ -119,8 +121,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_group(specs: list[DistSpec], timeout: float, log: Any) -> list[dict[str, Any]]:
-    """Start one process per spec, release them together once all are ready, collect reports."""
+def run_group(
+    specs: list[DistSpec],
+    timeout: float,
+    log: Any,
+    release: Callable[[], list[str]] | None = None,
+    emulator_pid: int | None = None,
+) -> list[dict[str, Any]]:
+    """Start one process per spec, release them together once all are ready, collect reports.
+
+    ``release``: called once every process is ready; returns the release line of each process
+    (default ``go``). With ``emulator_pid`` the emulator's CPU seconds over the run are added
+    to the first report as ``emulator_cpu_s``.
+    """
     with tempfile.TemporaryDirectory(prefix="veo-dist-") as tmp:
         procs: list[tuple[subprocess.Popen[str], Path]] = []
         try:
@@ -143,9 +156,12 @@ def run_group(specs: list[DistSpec], timeout: float, log: Any) -> list[dict[str,
                 line = proc.stdout.readline().strip()
                 if line != "ready":
                     raise RuntimeError(f"a worker did not start: {line!r}")
-            for proc, _ in procs:
+            lines = release() if release is not None else ["go"] * len(procs)
+            emulator = psutil.Process(emulator_pid) if emulator_pid is not None else None
+            emu_cpu0 = _proc_cpu(emulator)
+            for (proc, _), line in zip(procs, lines, strict=True):
                 assert proc.stdin is not None
-                proc.stdin.write("go\n")
+                proc.stdin.write(line + "\n")
                 proc.stdin.flush()
             reports = []
             deadline = time.monotonic() + timeout
@@ -154,6 +170,9 @@ def run_group(specs: list[DistSpec], timeout: float, log: Any) -> list[dict[str,
                 if proc.returncode != 0:
                     raise RuntimeError(f"a worker exited with {proc.returncode}")
                 reports.append(json.loads(out_path.read_text()))
+            if emulator is not None:
+                reports[0]["emulator_cpu_s"] = _proc_cpu(emulator) - emu_cpu0
+            reports[0]["load_average"] = [round(x, 1) for x in os.getloadavg()]
             return reports
         finally:
             for proc, _ in procs:
@@ -161,6 +180,13 @@ def run_group(specs: list[DistSpec], timeout: float, log: Any) -> list[dict[str,
                     print(f"  killing worker {proc.pid}", file=log)
                     proc.kill()
                     proc.wait()
+
+
+def _proc_cpu(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _share(items: list[str], n: int, i: int) -> list[str]:
@@ -275,6 +301,7 @@ def _budget_run(
         "cpu_s": [r["cpu_seconds"] for r in reports],
         "pace_end": [r["pace_end"] for r in reports],
         "shared_failures": sum(r["shared_failures"] for r in reports),
+        "load_average": reports[0].get("load_average"),
         "transport": reports[0]["transport"],
         "errors_sample": sorted({e for r in reports for e in r["errors_sample"]}),
         "_durations": durations,
@@ -352,8 +379,16 @@ def _track_run(
 ) -> dict[str, Any]:
     emu.reset()
     tick = time.monotonic()
-    ids = _precreate(emu, n, f"distributed track {processes}", API_KEY)
-    created_s = time.monotonic() - tick
+    made: dict[str, Any] = {}
+
+    def release() -> list[str]:
+        # The ids are made once every tracker is ready: none finishes before tracking starts.
+        start = time.monotonic()
+        ids = made["ids"] = _precreate(emu, n, f"distributed track {processes}", API_KEY)
+        made["created_s"] = time.monotonic() - start
+        shares = [_share(ids, processes, i) if how == "split" else ids for i in range(processes)]
+        return [json.dumps(share) for share in shares]
+
     deadline = 30.0 + 1200.0 * scale
     batch = "track-" + uuid.uuid4().hex[:8]
     specs = [
@@ -362,7 +397,6 @@ def _track_run(
             base_url=emu.base_url,
             scale=scale,
             deadline=deadline,
-            ids=_share(ids, processes, i) if how == "split" else ids,
             store_url=redis_url if how == "store" else None,
             batch_id=batch if how == "store" else None,
             worker=f"{batch}-w{i}",
@@ -370,8 +404,10 @@ def _track_run(
         )
         for i in range(processes)
     ]
-    reports = run_group(specs, deadline + 300.0, log)
+    pid = emu.process.pid if emu.process is not None else None
+    reports = run_group(specs, deadline + 300.0, log, release, pid)
     wall = time.monotonic() - tick
+    created_s = made["created_s"]
     stats = _stats(emu)
     records = {r["id"]: r for r in stats.get("generations", [])}
     delays: list[float] = []
@@ -413,6 +449,9 @@ def _track_run(
         "delivered_twice": sum(1 for c in seen.values() if c > 1),
         "not_delivered": n - len(seen),
         "cpu_s": [r["cpu_seconds"] for r in reports],
+        "cpu_ms_per_id": sum(r["cpu_seconds"] for r in reports) / n * 1000.0,
+        "emulator_cpu_s": reports[0].get("emulator_cpu_s"),
+        "load_average": reports[0].get("load_average"),
         "cpu_share": [
             r["cpu_seconds"] / max(1e-9, r["finished_at"] - r["started_at"]) for r in reports
         ],
@@ -507,6 +546,7 @@ def run_overhead(
                         "generations_created": int(stats["generations_created"]),
                         "status_requests_per_job": int(stats["poll_requests"]) / n,
                         "errors_sample": report["errors_sample"],
+                        "load_average": report.get("load_average"),
                     }
                     print(
                         f"  {kind}: {run['wall_s']:.1f} s wall, makespan "
@@ -599,8 +639,8 @@ def render(document: dict[str, Any]) -> str:
             "| processes | finish spread s | mean delay s | p99 delay s "
             "| server-side mean / p99 s "
             "| status req/id | makespan s (ideal) | delivered (twice) | CPU s per process "
-            "| CPU share |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            "| CPU share | client CPU ms/id | emulator CPU s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
         ]
         for run in track["runs"]:
             lines.append(
@@ -611,7 +651,8 @@ def render(document: dict[str, Any]) -> str:
                 f"| {_f(run['makespan_s'], 0)} ({_f(run['ideal_makespan_s'], 0)}) "
                 f"| {run['delivered']:,} ({run['delivered_twice']}) "
                 f"| {', '.join(_f(c, 0) for c in run['cpu_s'])} "
-                f"| {', '.join(_f(c, 2) for c in run['cpu_share'])} |"
+                f"| {', '.join(_f(c, 2) for c in run['cpu_share'])} "
+                f"| {_f(run.get('cpu_ms_per_id'), 2)} | {_f(run.get('emulator_cpu_s'), 0)} |"
             )
         lines.append("")
     acquire = document.get("acquire")
@@ -647,20 +688,23 @@ def render(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _save(section: str, doc: dict[str, Any], command: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+def _save(section: str, doc: dict[str, Any], command: str, path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     doc["command"] = command
     doc["machine"] = machine()
     doc["finished_at"] = time.time()
     document[section] = doc
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(document, indent=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1))
     return document
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run one scenario, save its section, print the tables."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.distributed", description=__doc__)
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"results file (default {RESULTS})"
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     b = sub.add_parser("budget", help="4 processes on one key: shared budget or not")
     b.add_argument("--groups", default="1 process,4 independent,4 shared")
@@ -688,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         ["python", "-m", "benchmarks.distributed", *(argv if argv is not None else sys.argv[1:])]
     )
     if args.what == "render":
-        document = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        path: Path = args.results
+        document = json.loads(path.read_text()) if path.exists() else {}
     elif args.what == "budget":
         groups = [g.strip() for g in args.groups.split(",") if g.strip()]
         for group in groups:
@@ -697,19 +742,19 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_budget(groups, args.repeats, args.jobs, args.scale)
         if not args.section.startswith("budget"):
             parser.error("--section must start with 'budget'")
-        document = _save(args.section, doc, shown)
+        document = _save(args.section, doc, shown, args.results)
     elif args.what == "track":
         counts = [int(p) for p in args.processes.split(",") if p]
         doc = run_track(counts, args.ids, args.scale, args.how, args.max_leased)
         suffix = f"_leased{args.max_leased}" if args.max_leased else ""
-        document = _save(f"track_{args.how}{suffix}", doc, shown)
+        document = _save(f"track_{args.how}{suffix}", doc, shown, args.results)
     elif args.what == "acquire":
         cases = [(float(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
-        document = _save("acquire", run_acquire(cases, args.seconds), shown)
+        document = _save("acquire", run_acquire(cases, args.seconds), shown, args.results)
     else:
         stores = [s for s in args.stores.split(",") if s]
         doc = run_overhead(args.jobs, args.scale, stores, args.repeats)
-        document = _save("overhead", doc, shown)
+        document = _save("overhead", doc, shown, args.results)
     print(render(document))
     return 0
 
