@@ -449,7 +449,7 @@ def _track_run(
         "delivered_twice": sum(1 for c in seen.values() if c > 1),
         "not_delivered": n - len(seen),
         "cpu_s": [r["cpu_seconds"] for r in reports],
-        "cpu_ms_per_id": sum(r["cpu_seconds"] for r in reports) / n * 1000.0,
+        "cpu_ms_per_id": sum(r["cpu_seconds"] for r in reports) / max(1, len(seen)) * 1000.0,
         "emulator_cpu_s": reports[0].get("emulator_cpu_s"),
         "load_average": reports[0].get("load_average"),
         "cpu_share": [
@@ -639,7 +639,7 @@ def render(document: dict[str, Any]) -> str:
             "| processes | finish spread s | mean delay s | p99 delay s "
             "| server-side mean / p99 s "
             "| status req/id | makespan s (ideal) | delivered (twice) | CPU s per process "
-            "| CPU share | client CPU ms/id | emulator CPU s |",
+            "| CPU share | client CPU ms per delivered id | emulator CPU s |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
         ]
         for run in track["runs"]:
