@@ -94,8 +94,8 @@ BUDGET_GROUPS: dict[str, tuple[int, bool, float]] = {
     "4 independent": (4, False, 0.0),
     "4 shared": (4, True, BUDGET_BURST),
     "1 shared": (1, True, BUDGET_BURST),
-    "4 shared, burst 2": (4, True, 2.0),
-    "4 shared, burst 10": (4, True, RATE_BURST),
+    "4 shared burst 2": (4, True, 2.0),
+    "4 shared burst 10": (4, True, RATE_BURST),
 }
 """Group name -> (processes, shared budget, the shared bucket's burst)."""
 
