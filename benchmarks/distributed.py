@@ -20,7 +20,8 @@ evenly between the processes of a group, all on one API key:
 * ``1 process``: the reference, one client alone with its governor (it learns the limit);
 * ``4 independent``: 4 processes, each with its own governor;
 * ``4 shared``: 4 processes sharing one :class:`~veo_async.stores.SharedBudget` (rate 10/s,
-  burst 1) on the Redis, plus their governors.
+  burst 1) on the Redis, plus their governors; ``1 shared``: the same, one process;
+  ``4 shared burst 2`` / ``4 shared burst 10``: the shared bucket with a larger burst.
 
 Figures: 429s the emulator answered (its ledger), and those after the first burst (answered
 more than 10 s after the run's first request); makespan from the release to the last job
@@ -29,7 +30,8 @@ least two requests per job: ``(2N - burst) / rate``).
 
 ``track``: 100,000 veo2 generations created in the emulator process (``POST /_bench/precreate``,
 no concurrency cap: they all run at once and finish within about 10 s of each other, 45 s after
-creation give or take 3.4 s), then tracked by 1, 2 and 4 processes. ``--how split``: the ids are
+creation give or take 3.4 s) once the 1, 2 or 4 tracker processes are ready, then handed to
+them with the release line. ``--how split``: the ids are
 split between the processes by the harness, each running ``client.as_completed`` on its share;
 ``--how store``: every process gets all the ids and ``client.batch(..., store=redis://...)``
 splits them through Redis Streams leases. Figures: mean and p99 detection delay (the moment a
