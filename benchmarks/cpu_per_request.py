@@ -11,10 +11,13 @@ that stay ``generating`` (the emulator's generation time is multiplied by 1,000)
 another process's). Rounds are interleaved and the median is reported: CPU time on a shared
 2-core machine drifts over minutes, so variants measured minutes apart are not comparable.
 
-Variants: the three figures of issue 16 (``raw_aiohttp``, ``sdk_engine_fast``,
-``sdk_engine_httpx``) and the options for the default (httpx) path: httpx's own transport with
-different pool sizes, httpx over the aiohttp transport (httpx-aiohttp), and the SDK engine with
-a smaller pool. Writes ``benchmarks/results/cpu_per_request.json``.
+Variants: the figures of issue 16 (``raw_aiohttp``; the SDK's engine with default settings,
+which on CPython/asyncio is the aiohttp transport, ``sdk_engine_default``; with
+``fast_transport=True``, ``sdk_engine_fast``; with ``fast_transport=False``, httpx's own
+transport, ``sdk_engine_httpx``) and the options measured for httpx's own transport: pool sizes,
+httpx over the aiohttp transport (httpx-aiohttp), and the SDK engine with a smaller pool.
+Writes ``benchmarks/results/cpu_per_request.json``. ``--profile NAME --stats FILE`` also saves
+the raw ``pstats`` of the profiled run.
 """
 
 from __future__ import annotations
@@ -108,8 +111,9 @@ def _raw_httpx(limits: httpx.Limits | None, aiohttp_transport: bool = False) -> 
     return run
 
 
-def _sdk_engine(fast: bool, limits: httpx.Limits | None = None) -> Runner:
-    """The SDK's engine polling ``ids`` that never finish, back to back, for 2 rounds."""
+def _sdk_engine(fast: bool | None, limits: httpx.Limits | None = None) -> Runner:
+    """The SDK's engine polling ``ids`` that never finish, back to back, for 2 rounds
+    (``fast``: the client's ``fast_transport``; ``None`` leaves it unset, the default)."""
 
     async def run(url: str, ids: list[str]) -> float:
         base_url = url.rsplit("/v2/", 1)[0]
@@ -138,8 +142,15 @@ def _limits(connections: int, keepalive: int | None = None) -> httpx.Limits:
 
 VARIANTS: dict[str, tuple[Runner, str]] = {
     "raw_aiohttp": (raw_aiohttp, "aiohttp ClientSession, 100 connections (the yardstick)"),
-    "sdk_engine_fast": (_sdk_engine(True), "veo-async engine, fast transport (httpx-aiohttp)"),
-    "sdk_engine_httpx": (_sdk_engine(False), "veo-async engine, httpx's own transport (default)"),
+    "sdk_engine_default": (
+        _sdk_engine(None),
+        "veo-async engine, default settings (a plain install on CPython/asyncio: aiohttp)",
+    ),
+    "sdk_engine_fast": (_sdk_engine(True), "veo-async engine, fast_transport=True (aiohttp)"),
+    "sdk_engine_httpx": (
+        _sdk_engine(False),
+        "veo-async engine, fast_transport=False: httpx's own transport (trio's path)",
+    ),
     "raw_httpx_aiohttp": (
         _raw_httpx(_limits(100), aiohttp_transport=True),
         "httpx.AsyncClient over httpx-aiohttp's AiohttpTransport, 100 connections",
@@ -161,7 +172,11 @@ VARIANTS: dict[str, tuple[Runner, str]] = {
 
 
 async def measure_all(
-    names: list[str], requests: int, rounds: int, profile: str | None = None
+    names: list[str],
+    requests: int,
+    rounds: int,
+    profile: str | None = None,
+    stats_path: Path | None = None,
 ) -> dict[str, Any]:
     """Warm up every variant, then ``rounds`` interleaved rounds; medians per variant."""
     config = EmulatorConfig(time_scale=1.0, generation_time_factor=1000.0, seed=3)
@@ -178,6 +193,8 @@ async def measure_all(
             profiler.enable()
             us = await runner(url, ids)
             profiler.disable()
+            if stats_path is not None:
+                profiler.dump_stats(stats_path)
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats("tottime").print_stats(25)
@@ -222,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--profile", choices=sorted(VARIANTS), default=None)
+    parser.add_argument(
+        "--stats", type=Path, default=None, help="with --profile: also save the raw pstats here"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "cpu_per_request.json")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
-    result = asyncio.run(measure_all(names, args.requests, args.rounds, args.profile))
+    result = asyncio.run(measure_all(names, args.requests, args.rounds, args.profile, args.stats))
     if args.profile is not None:
         print(f"{args.profile}: {result['us_per_request_under_cprofile']:.0f} us/request")
         print(result["text"])

@@ -9,8 +9,12 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# pip's cache stays on (never --no-cache-dir): a second run, or CI that keeps ~/.cache/pip
+# (or PIP_CACHE_DIR) between runs, installs from cached wheels instead of downloading them.
+# No version self-check on each call (the first line upgrades pip anyway).
+PIP=(.venv/bin/python -m pip --disable-pip-version-check install --quiet)
+"${PIP[@]}" --upgrade pip
+"${PIP[@]}" -e '.[dev]'
 echo "== ruff";  .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy";  .venv/bin/mypy
@@ -23,4 +27,5 @@ if [ -f mkdocs.yml ]; then
 fi
 # Two worker processes (pytest-xdist; PYTEST_WORKERS to change): the suite is mostly real
 # sockets and subprocesses waiting on I/O, so two workers halve it even on two cores.
+# tests/conftest.py schedules them: single tests, except a few whole modules sent first.
 echo "== pytest"; .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

@@ -6,6 +6,8 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,24 +19,33 @@ from click.testing import CliRunner, Result
 from veo_async._journal import Journal, JournalState
 from veo_async.cli import main
 from veo_async.cli._app import cli
-from veo_async.emulator import EmulatorConfig, EmulatorServer, sample_video
+from veo_async.emulator import Emulator, EmulatorConfig, EmulatorServer, sample_video
 
 SAMPLE_SHA = hashlib.sha256(sample_video()).hexdigest()
-SCALE = "0.01"
+# a veo2 job is about 0.1-0.2 s of real time: the tests need outcomes and their order, not time
+SCALE = "0.002"
+
+
+MODULE_CONFIG = EmulatorConfig(time_scale=float(SCALE), seed=7)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmulatorServer]:
     """One real emulator server for the module (reset before each test that uses it)."""
-    with EmulatorServer(EmulatorConfig(time_scale=0.01, seed=7)) as srv:
+    with EmulatorServer(MODULE_CONFIG) as srv:
         yield srv
 
 
 @pytest.fixture
 def emu(server: EmulatorServer) -> EmulatorServer:
-    """The module's server, reset, with default config."""
+    """The module's server, reset, with the module's whole config restored.
+
+    Every setting is restored, not a list of them: a test's ``generation_time_factor=20``
+    once leaked into every later test of the module and made each batch 20 times slower.
+    """
     server.reset()
-    server.configure(api_key=None, faults={"job_error": 0.0, "lost_create": 0.0}, time_scale=0.01)
+    server.configure(MODULE_CONFIG.model_dump())
+    assert server.emulator.config == MODULE_CONFIG
     return server
 
 
@@ -224,11 +235,23 @@ def _create(server: EmulatorServer, prompt: str) -> str:
     return str(response.json()["id"])
 
 
-def test_status_and_download(tmp_path: Path, emu: EmulatorServer) -> None:
+def test_status_and_download(tmp_path: Path) -> None:
     """status shows ids (JSON too); download refuses unfinished jobs unless --wait."""
-    # a 9 s (wall) generation: a CLI subprocess started on a loaded machine still finds it
-    # unfinished (at the module's 0.45 s it was sometimes done before `status` ran)
-    emu.configure(generation_time_factor=20.0)
+    # The emulator's clock stands still until the test lets the job finish, so `status` and
+    # the refused download find it unfinished however loaded the machine is (a 9 s generation
+    # used to buy that), and `download --wait` really polls until the clock jumps past it.
+    frozen_at = time.time()
+    finished = threading.Event()
+
+    def clock() -> float:
+        return time.time() + 10.0 if finished.is_set() else frozen_at
+
+    emulator = Emulator(EmulatorConfig(time_scale=float(SCALE), seed=7), clock=clock)
+    with EmulatorServer(emulator=emulator) as emu:
+        _status_and_download(tmp_path, emu, finished)
+
+
+def _status_and_download(tmp_path: Path, emu: EmulatorServer, finished: threading.Event) -> None:
     gid = _create(emu, "an owl")
     result = _run(["status", gid, "--json", *_remote(emu)])
     assert result.exit_code == 0, result.stderr
@@ -236,7 +259,24 @@ def test_status_and_download(tmp_path: Path, emu: EmulatorServer) -> None:
     result = _run(["download", gid, "-o", str(tmp_path / "o.mp4"), *_remote(emu)])
     assert result.exit_code == 1
     assert "--wait" in result.stderr
+    assert emu.stats()["generations_by_status"] == {"queued": 1}
+    polls_before = emu.stats(include_generations=False)["poll_requests"]
+
+    def finish_once_polled() -> None:
+        # the job ends only after `download --wait` has seen it unfinished
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if emu.stats(include_generations=False)["poll_requests"] > polls_before:
+                break
+            time.sleep(0.01)
+        finished.set()
+
+    finisher = threading.Thread(target=finish_once_polled, daemon=True)
+    finisher.start()
     result = _run(["download", gid, "-o", str(tmp_path), "--wait", "--json", *_remote(emu)])
+    finisher.join(5)
+    # it polled the unfinished job, kept waiting, and polled again once it had ended
+    assert emu.stats(include_generations=False)["poll_requests"] >= polls_before + 2
     assert result.exit_code == 0, result.stderr
     saved = Path(json.loads(result.stdout)["file"])
     assert saved.parent == tmp_path

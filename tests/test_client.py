@@ -268,7 +268,8 @@ async def test_poll_retries_connection_errors(
 
 
 async def test_429_honours_retry_after(mock: respx.MockRouter, client: AsyncVeoClient) -> None:
-    """A 429 is retried after its Retry-After; the governor records the pause."""
+    """A 429 is retried after its Retry-After; the governor records the wait (a lone 429:
+    the refused request's own, no pipeline pause)."""
     route = mock.get(UNIVERSAL).mock(
         side_effect=[
             httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "slow down"}),
@@ -278,7 +279,8 @@ async def test_429_honours_retry_after(mock: respx.MockRouter, client: AsyncVeoC
     assert (await client.get("gen-1")).succeeded
     assert route.call_count == 2
     assert client.governor.rate_limited == 1
-    assert client.governor.paused_seconds == pytest.approx(7, abs=0.5)
+    assert client.governor.own_wait_seconds == pytest.approx(7, abs=0.5)
+    assert client.governor.paused_seconds == 0.0
 
 
 async def test_429_without_retry_after_uses_backoff(mock: respx.MockRouter) -> None:
@@ -691,7 +693,7 @@ async def test_time_scale_scales_computed_backoff_not_retry_after(
         KEY, base_url=BASE, time_scale=0.01, retry=retry, fast_transport=False
     ) as c:
         assert (await c.get("gen-1")).succeeded
-        assert c.governor.paused_seconds == pytest.approx(0.25, abs=0.05)
+        assert c.governor.own_wait_seconds == pytest.approx(0.25, abs=0.05)
     assert len(slept) >= 1
     assert 0.05 <= slept[0] <= 0.1  # 5-10 s of backoff, at 1/100 time
 

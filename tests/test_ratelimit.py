@@ -236,11 +236,15 @@ async def test_holding_says_whether_requests_wait(clock: FakeClock) -> None:
 
 @pytest.mark.anyio
 async def test_a_first_429_without_history_only_pauses(clock: FakeClock) -> None:
-    """A 429 before any success pauses but invents no rate; a later one learns from successes."""
+    """A 429 before any success makes the refused request wait, pauses no other and invents
+    no rate; a later one learns from successes."""
     gov = RateGovernor()
     gov.on_rate_limited(0.5)
     assert gov.learned_rate is None
-    assert gov.paused_seconds == pytest.approx(0.5)
+    assert gov.paused_seconds == 0.0 and gov.own_waits == 1
+    start = clock.now
+    await gov.acquire()  # the refused request's retry (same task): waits its 0.5 s
+    assert clock.now == pytest.approx(start + 0.5)
     clock.now += 1.0
     for _ in range(20):
         clock.now += 0.05
@@ -384,3 +388,68 @@ def test_the_noise_test_needs_unchanged_shares_over_spread_paces() -> None:
     assert noise_run(close, t) is None
     thin = [(None, 0.2, 100), (80.0, 0.2, 5), (70.0, 0.2, 100)]
     assert noise_run(thin, t) is None  # an epoch with too few answers breaks the run
+
+
+@pytest.mark.anyio
+async def test_a_scattered_429_holds_only_the_refused_request(clock: FakeClock) -> None:
+    """A lone 429 among successes: the refused request's retry waits its Retry-After, while
+    another task's request goes at once; the pipeline is never paused."""
+    gov = RateGovernor()
+    for _ in range(30):
+        clock.now += 0.05
+        gov.on_success(sent_at=await gov.acquire())
+    waited: dict[str, float] = {}
+    refused_now, other_done = anyio.Event(), anyio.Event()
+
+    async def refused() -> None:
+        sent = await gov.acquire()
+        gov.on_rate_limited(2.0, sent_at=sent)
+        refused_now.set()
+        await other_done.wait()
+        before = clock.now
+        waited["retry"] = await gov.acquire() - before
+
+    async def other() -> None:
+        await refused_now.wait()
+        before = clock.now
+        waited["other"] = await gov.acquire() - before
+        other_done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refused)
+        tg.start_soon(other)
+    assert waited["other"] == 0.0  # not held by the other task's 429
+    assert waited["retry"] == pytest.approx(2.0)  # the refused one waited its own 2 s
+    assert gov.paused_seconds == 0.0 and gov.own_waits == 1
+    assert gov.own_wait_seconds == pytest.approx(2.0)
+
+
+@pytest.mark.anyio
+async def test_429s_that_show_a_limit_pause_every_request(clock: FakeClock) -> None:
+    """A share of 429s clearly above the noise (a real limit) pauses the whole pipeline, as
+    before: every request waits, not only the refused ones."""
+    gov = RateGovernor()
+    sent = [await gov.acquire() for _ in range(12)]
+    for s in sent[:4]:
+        gov.on_success(sent_at=s)
+    for s in sent[4:]:
+        gov.on_rate_limited(1.0, sent_at=s)
+    assert gov.paused_seconds > 0.0
+    start = clock.now
+    await gov.acquire()  # a request of a task that saw no 429
+    assert clock.now >= start + 0.9
+
+
+@pytest.mark.anyio
+async def test_a_pace_never_pressed_stays_being_verified(clock: FakeClock) -> None:
+    """A pace learned in a first burst is settled only once requests went at half of it or
+    more: while the batch asks for less it stays being verified (a 429 then measures the
+    limit again), and settles once it is pressed for ``verify_seconds``."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    await drive(gov, clock, 3.0, demand=50.0, admit=server.take)
+    assert gov.learned_rate is not None and gov.state is PaceState.VERIFYING
+    await drive(gov, clock, 30.0, demand=2.0, admit=server.take)  # far below the pace
+    assert gov.state is PaceState.VERIFYING
+    await drive(gov, clock, 30.0, demand=50.0, admit=server.take)  # pressed: verified
+    assert gov.state.value == PaceState.SETTLED.value  # (read again: mypy narrowed it)

@@ -15,11 +15,12 @@ installs a filter that scrubs the keys of this process's clients from them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx
@@ -43,11 +44,18 @@ from ._exceptions import (
 from ._models import Generation
 from ._retry import parse_retry_after
 
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ._transport import DirectAPI
+
 __all__ = ["Exchange", "parse_reply", "redact_logs"]
 
 logger = logging.getLogger("veo_async")
 
 _CLOSE_GRACE = 2.0
+#: ``asyncio.timeout`` (Python 3.11+), the direct path's deadline; ``None`` on 3.10.
+_asyncio_timeout: Any = getattr(asyncio, "timeout", None)
 _STATUS_ERRORS: Mapping[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -79,17 +87,22 @@ class Exchange:
         headers: Callable[[], Mapping[str, str]],
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        direct: DirectAPI | None = None,
     ) -> tuple[int, Generation]:
         """One exchange: returns ``(status code, generation)`` or raises a redacted VeoError.
 
         ``headers`` is a callable so the Authorization header is never a local variable of a
-        frame that a traceback with locals could print.
+        frame that a traceback with locals could print. ``direct``: the aiohttp path of
+        :mod:`veo_async._transport`, taken for a request without a body (a status request);
+        it behaves as the httpx path in every respect but CPU.
 
         Nothing else comes out (cancellation passes through; a closed client or a body that
         cannot be encoded raise before anything is sent).
         """
         if http.is_closed:  # (closed mid-retry): nothing is sent, so nothing is uncertain
             raise RuntimeError("this AsyncVeoClient (or its HTTP client) is closed")
+        if direct is not None and json_body is None and not url.query:
+            return await self._send_direct(direct, method, url, headers, params)
         request = http.build_request(
             method, url, json=json_body, params=params, headers=headers(), timeout=self.timeout
         )
@@ -116,6 +129,103 @@ class Exchange:
             error = self.classify(exc, method, url)
         raise scrub_error(error, self.secrets)
 
+    async def _send_direct(
+        self,
+        direct: DirectAPI,
+        method: str,
+        url: httpx.URL,
+        headers: Callable[[], Mapping[str, str]],
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, Generation]:
+        """:meth:`send` on the direct aiohttp path: the same deadline, cap, parsing and
+        typed errors (aiohttp's exceptions mapped as httpx-aiohttp maps them).
+
+        The direct path only runs on asyncio, so the deadline is asyncio's own ``timeout``
+        (Python 3.11+; an anyio cancel scope on 3.10): the same cancellation, for less CPU.
+        """
+        error: VeoError
+        try:
+            if _asyncio_timeout is None:  # Python 3.10
+                with anyio.move_on_after(self.deadline):
+                    return await self._exchange_direct(direct, method, url, headers, params)
+            else:
+                deadline = _asyncio_timeout(self.deadline)
+                try:
+                    async with deadline:
+                        return await self._exchange_direct(direct, method, url, headers, params)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+            error = APITimeoutError(
+                f"{method} {url.path}: no complete reply within request_deadline="
+                f"{self.deadline:g} s (the request may have been sent)",
+                request_sent=True,
+                method=method,
+                url=str(url),
+            )
+        except VeoError as exc:
+            error = exc
+        except Exception as exc:  # the boundary: every failure becomes typed
+            error = self.classify(exc, method, url)
+        raise scrub_error(error, self.secrets)
+
+    async def _exchange_direct(
+        self,
+        direct: DirectAPI,
+        method: str,
+        url: httpx.URL,
+        headers: Callable[[], Mapping[str, str]],
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, Generation]:
+        """Send, read (capped) and parse one reply on the direct path (no deadline here)."""
+        try:
+            reply = await direct.request(method, url, params, headers(), self.timeout)
+            try:
+                content = await self._read_direct(reply, method, url)
+            except BaseException:
+                reply.close()  # half-read: the connection is not reused
+                raise
+            reply.release()
+        except VeoError:
+            raise
+        except Exception as exc:
+            # what httpx-aiohttp's transport raises for it: the mapped httpx error (from exc),
+            # or exc itself; mapped only on failure (a context manager per request costs CPU)
+            from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+            with map_aiohttp_exceptions():
+                raise exc
+        status = reply.status
+        return status, _parse(status, _JoinedHeaders(reply), url.path, method, content)
+
+    async def _read_direct(
+        self, reply: aiohttp.ClientResponse, method: str, url: httpx.URL
+    ) -> bytes:
+        """:meth:`read_body` for an aiohttp reply: decoded as httpx decodes, capped alike."""
+        cap = self.max_bytes
+        headers = _JoinedHeaders(reply)
+        declared = (headers.get("content-length") or "").strip()
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(reply.status, headers, method, url, f"announced {declared} bytes")
+        decoder: Any = None
+        if "content-encoding" in reply.headers:
+            # httpx's decoders (gzip, deflate, br, zstd as installed), chosen as httpx does
+            decoder = httpx.Response(reply.status, headers=reply.raw_headers)._get_content_decoder()
+        body = bytearray()
+        stream = reply.content
+        while not stream.at_eof():  # (a small reply is whole after one read: no second await)
+            chunk = await stream.readany()
+            if not chunk:
+                break
+            body += decoder.decode(chunk) if decoder is not None else chunk
+            if len(body) > cap:
+                raise self._too_large(reply.status, headers, method, url, "the body went on")
+        if decoder is not None:
+            body += decoder.flush()
+            if len(body) > cap:
+                raise self._too_large(reply.status, headers, method, url, "the body went on")
+        return bytes(body)
+
     async def read_body(self, response: httpx.Response, method: str, url: httpx.URL) -> bytes:
         """The decoded body, refusing (and not reading) more than ``max_bytes``.
 
@@ -126,14 +236,22 @@ class Exchange:
         cap = self.max_bytes
         declared = response.headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > cap:
-            raise self._too_large(response, method, url, f"announced {declared} bytes")
+            raise self._too_large(
+                response.status_code, response.headers, method, url, f"announced {declared} bytes"
+            )
         try:
             loaded = response.content  # a transport may hand back a body already read
         except httpx.ResponseNotRead:
             pass
         else:
             if len(loaded) > cap:
-                raise self._too_large(response, method, url, f"a body of {len(loaded)} bytes")
+                raise self._too_large(
+                    response.status_code,
+                    response.headers,
+                    method,
+                    url,
+                    f"a body of {len(loaded)} bytes",
+                )
             return loaded
         decoder = response._get_content_decoder()
         body = bytearray()
@@ -142,7 +260,9 @@ class Exchange:
             async for chunk in raw:
                 body += decoder.decode(chunk)
                 if len(body) > cap:
-                    raise self._too_large(response, method, url, "the body went on")
+                    raise self._too_large(
+                        response.status_code, response.headers, method, url, "the body went on"
+                    )
             body += decoder.flush()
         except BaseException:
             await _close_response(response)
@@ -151,13 +271,13 @@ class Exchange:
         return bytes(body)
 
     def _too_large(
-        self, response: httpx.Response, method: str, url: httpx.URL, what: str
+        self, status: int, headers: _Headers, method: str, url: httpx.URL, what: str
     ) -> InvalidResponseError:
         return InvalidResponseError(
-            f"{method} {url.path} -> {response.status_code}: {what}, more than "
+            f"{method} {url.path} -> {status}: {what}, more than "
             f"max_response_bytes={self.max_bytes}; the reply was not read",
-            status_code=response.status_code,
-            request_id=response.headers.get("x-request-id"),
+            status_code=status,
+            request_id=headers.get("x-request-id"),
             method=method,
             url=url.path,
         )
@@ -210,11 +330,40 @@ class Exchange:
 # ---------------------------------------------------------------------------- parsing
 
 
+class _Headers(Protocol):
+    """What parsing reads from a reply's headers (httpx's ``Headers`` or
+    :class:`_JoinedHeaders`)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of header ``key`` (several joined by ``", "``), else ``default``."""
+
+
+class _JoinedHeaders:
+    """An aiohttp reply's headers read as httpx reads them: repeated values joined by ``", "``."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, reply: aiohttp.ClientResponse) -> None:
+        self._headers = reply.headers
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of header ``key`` (several joined by ``", "``), else ``default``."""
+        values = self._headers.getall(key, ())
+        return ", ".join(values) if values else default
+
+
 def parse_reply(response: httpx.Response, method: str, content: bytes | None = None) -> Generation:
     """Turn one reply into a generation or a typed error (``content``: the body read)."""
     if content is None:
         content = response.content
-    request_id = response.headers.get("x-request-id")
+    return _parse(
+        response.status_code, response.headers, response.request.url.path, method, content
+    )
+
+
+def _parse(status: int, headers: _Headers, path: str, method: str, content: bytes) -> Generation:
+    """:func:`parse_reply` from the parts of a reply (whichever transport read it)."""
+    request_id = headers.get("x-request-id")
     body: object
     try:
         body = json.loads(content)
@@ -222,16 +371,15 @@ def parse_reply(response: httpx.Response, method: str, content: bytes | None = N
         body = content[:500].decode("utf-8", "replace")
     if isinstance(body, Mapping) and isinstance(body.get("requestId"), str):
         request_id = request_id or str(body["requestId"])
-    if 200 <= response.status_code < 300:
-        return _generation(response, method, body, request_id)
-    raise _status_error(response, method, body, request_id)
+    if 200 <= status < 300:
+        return _generation(status, path, method, body, request_id)
+    raise _status_error(status, headers, path, method, body, request_id)
 
 
 def _generation(
-    response: httpx.Response, method: str, body: object, request_id: str | None
+    status: int, path: str, method: str, body: object, request_id: str | None
 ) -> Generation:
     """A 2xx body as a generation with a non-blank id, or InvalidResponseError."""
-    status, path = response.status_code, response.request.url.path
 
     def invalid(what: str) -> InvalidResponseError:
         return InvalidResponseError(
@@ -257,10 +405,14 @@ def _generation(
 
 
 def _status_error(
-    response: httpx.Response, method: str, body: object, request_id: str | None
+    status: int,
+    headers: _Headers,
+    path: str,
+    method: str,
+    body: object,
+    request_id: str | None,
 ) -> APIStatusError:
     """The typed error for a non-2xx reply."""
-    status, path = response.status_code, response.request.url.path
     common: dict[str, Any] = {
         "status_code": status,
         "body": body,
@@ -271,7 +423,7 @@ def _status_error(
     if 300 <= status < 400:
         return APIStatusError(
             f"{method} {path} -> {status} redirect to "
-            f"{response.headers.get('location', '?')!r}: API redirects are not followed so "
+            f"{headers.get('location', '?')!r}: API redirects are not followed so "
             "the key never leaves the API host; set base_url to the final address",
             **common,
         )
@@ -280,7 +432,7 @@ def _status_error(
     message = f"{method} {path} -> {status}: {text}"
     cls = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIStatusError)
     if cls is RateLimitError:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        retry_after = parse_retry_after(headers.get("retry-after"))
         return RateLimitError(message, retry_after=retry_after, **common)
     if cls is AuthenticationError:
         message += " (check AIMLAPI_KEY / api_key=)"

@@ -187,6 +187,7 @@ class VeoClient:
         progress: bool = False,
         store: JobStore | str | None = None,
         store_options: StoreOptions | None = None,
+        queue_ahead: float | None = 1.0,
     ) -> SyncBatch:
         """Run a batch; iterate the result for :class:`BatchResult` in completion order.
 
@@ -210,6 +211,7 @@ class VeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         if store is None and store_options is not None:
             raise TypeError("store_options= needs store= (a JobStore or a store URL)")
@@ -241,6 +243,7 @@ class VeoClient:
         create_grace: float = 10.0,
         max_poll_failures: int = 5,
         progress: bool = False,
+        queue_ahead: float | None = 1.0,
     ) -> SyncBatch:
         """Track existing ids; iterate for results as each finishes (options as :meth:`batch`)."""
         opts = resolve_options(
@@ -258,6 +261,7 @@ class VeoClient:
             create_grace=create_grace,
             max_poll_failures=max_poll_failures,
             progress=progress,
+            queue_ahead=queue_ahead,
         )
         items = [BatchItem(generation_id=g) for g in generation_ids]
         return SyncBatch(self, lambda: self._client.batch(items, options=opts))

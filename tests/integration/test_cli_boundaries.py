@@ -51,8 +51,12 @@ def _cli(
 _no_traceback = no_traceback
 
 
+# a veo2 job is about 0.1-0.2 s of real time: these tests need outcomes, not time
+SCALE = "0.002"
+
+
 def _remote(server: EmulatorServer) -> list[str]:
-    return ["--base-url", server.base_url, "--time-scale", "0.01", "--progress-interval", "0.5"]
+    return ["--base-url", server.base_url, "--time-scale", SCALE, "--progress-interval", "0.5"]
 
 
 _manifest = read_manifest
@@ -66,7 +70,7 @@ def _ledger(server: EmulatorServer) -> Counter[str]:
 @pytest.fixture(scope="module")
 def module_server() -> Iterator[EmulatorServer]:
     """One real emulator server for the module."""
-    with EmulatorServer(EmulatorConfig(time_scale=0.01, seed=3)) as srv:
+    with EmulatorServer(EmulatorConfig(time_scale=float(SCALE), seed=3)) as srv:
         yield srv
 
 

@@ -86,7 +86,9 @@ class StoreOptions:
     lease_seconds: float = 30.0
     """A worker that has not renewed its leases for this long is taken for dead and its jobs
     are taken over (renewed every third of it). The server's clock decides, not the
-    workers'."""
+    workers'. Keep it longer than the longest stall of a live worker (a blocked event loop, a
+    store outage): a worker that stalls past it keeps running the jobs a peer took over, and
+    both report them (nothing is billed twice: the intent step has one winner)."""
     max_leased: int = 1000
     """The most jobs this worker holds at once; the rest stay for other workers."""
     idle_poll: float = 1.0
@@ -370,6 +372,11 @@ class DurableBatch(Batch):
                 await anyio.sleep(opts.idle_poll)
                 continue
             for item in items:
+                if item.key in self._held:
+                    # This worker's own lease, idle because its heartbeat came late (a stalled
+                    # loop, a store outage): the reclaim renewed it; the job is already here.
+                    self._held[item.key] = item
+                    continue
                 self._held[item.key] = item
                 await self._hand_over(item, send)
 
@@ -429,6 +436,8 @@ class DurableBatch(Batch):
                 log.warning("renewing %d leases failed: %s", len(held), exc)
                 continue
             for item in lost:
+                if self._held.get(item.key) != item:
+                    continue  # it ended here (acked) while the beat was on its way
                 log.warning("job %s was taken over by another worker", item.key)
                 self._held.pop(item.key, None)
 
@@ -546,10 +555,12 @@ def _stored_generation(job: StoredJob) -> Generation | None:
 def _uncertain(
     position: int, request: VideoRequest | None, key: str, job: StoredJob
 ) -> BatchResult:
-    why = job.error or "its worker stopped while the create was in flight"
+    why = job.error or (
+        "its worker stopped while the create request was in flight; it may or may not have "
+        "started a billed generation"
+    )
     error = CreateOutcomeUnknownError(
-        f"input {position}: {why}. It may or may not have started a billed generation; "
-        "resubmit only if a possible duplicate is acceptable",
+        f"{why}; resubmit only if a possible duplicate is acceptable",
         request=request,
     )
     return BatchResult(position, request, key, error=error, finished_at=time.time())

@@ -125,6 +125,7 @@ class Feeder:
             if verdict is Verdict.STOP:
                 r.stop(reason or "stopped")
                 return False
+            await self._ahead()  # returns at once when stopping (checked after the slot)
             await self._polls_first()
             await r.slot()
             if r.stopping:
@@ -141,6 +142,25 @@ class Feeder:
         if r.stopping:
             return Verdict.STOP, r.stop_reason or "stopped"
         return r.guard.verdict(r.table.made, r.table.creating)
+
+    async def _ahead(self) -> None:
+        """Hold the create while the paid-but-not-started jobs would exceed the cap
+        (``BatchOptions.queue_ahead``; see :meth:`BatchPlanner.room_ahead`).
+
+        A job finished, a poll seen, or the newest job probed wakes it; meanwhile, while the
+        server's concurrency is unknown, the newest job is polled soon after its create to
+        learn it.
+        """
+        r = self._runner
+        waves = r.options.queue_ahead
+        if waves is None:
+            return
+        planner = r.planner
+        while not r.stopping and not planner.room_ahead(r.table.creating, waves):
+            probe = planner.probe(_timing.monotonic())
+            if probe is not None:
+                r.scheduler.push(*probe)
+            await self.wait()
 
     async def _polls_first(self) -> None:
         """Due polls go before new creates, but only while the server has a deep queue.

@@ -65,6 +65,17 @@ class BatchOptions:
     progress: bool = False
     """Show a progress line on stderr while the batch runs (rewritten in place in a terminal
     or a Jupyter notebook; throttled whole lines in a log)."""
+    queue_ahead: float | None = 1.0
+    """How many paid-but-not-started jobs may wait on the server, in *waves* of its learned
+    concurrency beyond what it runs (``1.0``: about one wave; ``None``: no cap, every input
+    is created as fast as slots allow).
+
+    Every create is paid when it is sent, but a server that runs ``C`` generations per key
+    at once only starts the rest as slots come free. Creates beyond ``(1 + queue_ahead) x C``
+    jobs not yet finished are held back, so Ctrl-C, the credit guard or a run of failed jobs
+    can still save them; one wave queued keeps every slot busy, so the batch takes no
+    longer. Until the server is seen saturated ``C`` counts as at least 32 (and as many as
+    were seen running at once: the newest job is polled 2 s after its create to find out)."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
@@ -79,6 +90,14 @@ class BatchOptions:
             object.__setattr__(self, name, check_credits(name, getattr(self, name)))
         if self.max_generations is not None and self.max_generations < 0:
             raise ValueError("max_generations must not be negative")
+        ahead: object = self.queue_ahead
+        if ahead is not None:
+            if isinstance(ahead, bool) or not isinstance(ahead, numbers.Real):
+                raise TypeError(f"queue_ahead must be a number of waves or None, got {ahead!r}")
+            if not (math.isfinite(float(ahead)) and float(ahead) >= 0):
+                raise ValueError(
+                    f"queue_ahead must be a finite number of waves >= 0, got {ahead!r}"
+                )
         if self.create_grace < 0 or self.max_poll_failures < 1:
             raise ValueError("create_grace must be >= 0 and max_poll_failures >= 1")
 

@@ -440,6 +440,10 @@ class Runner:
             self._finish(job, generation)
             return
         self.planner.seen(job, generation, now)
+        self.feeder.wake()  # what it saw may make room for creates held back (queue_ahead)
+        settle = self.planner.settle(now)  # the server's concurrency, while unsettled
+        if settle is not None:
+            self.scheduler.push(*settle)
         if now >= job.deadline:
             self._timeout(job, f"did not finish within {self.options.job_timeout} s", generation)
             return

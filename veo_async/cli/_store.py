@@ -318,6 +318,7 @@ def _summary(
     mine = local.this_run()
     ok = sum(1 for r in mine if r.get("ok"))
     failed = [r for r in mine if r.get("error")]
+    uncertain = sum(1 for r in failed if r.get("error_type") == "CreateOutcomeUnknownError")
     whole = {state.value: n for state, n in counts.items() if n}
     unsettled = sum(counts.get(s, 0) for s in (JobState.PENDING, JobState.SUBMITTING))
     running = counts.get(JobState.SUBMITTED, 0)
@@ -329,7 +330,8 @@ def _summary(
                 "this_worker": {
                     "results": len(mine),
                     "completed": ok,
-                    "failed": len(failed),
+                    "failed": len(failed) - uncertain,
+                    "uncertain": uncertain,
                     "downloaded": local.downloaded,
                     "download_failed": local.download_failed,
                 },
@@ -338,7 +340,8 @@ def _summary(
             }
         )
     echo_err(
-        f"this worker: {len(mine)} results, {ok} completed, {len(failed)} failed, "
+        f"this worker: {len(mine)} results, {ok} completed, {len(failed) - uncertain} failed, "
+        f"{uncertain} uncertain, "
         f"{local.downloaded} downloaded, {local.download_failed} download failed "
         f"({seconds:.0f} s)"
     )

@@ -21,7 +21,10 @@ at a fixed interval wastes requests early and adds delay late. The parts:
        samples, redone as samples accumulate), so a tight distribution gets a late first poll
        and short steps, a wide one longer steps.
     3. Past the bulk of the observed durations (``tail_quantile``) the step grows
-       geometrically (``backoff``) up to ``max_interval``: a straggler costs few requests.
+       geometrically (``backoff``), but only up to ``tail_gap`` for ``tail_window`` times the
+       expected duration (a job whose start was mispredicted is still plausibly about to
+       finish: it is found late by at most about ``tail_gap``); only then up to
+       ``max_interval``: a real straggler costs few requests.
 
 :class:`QueueModel` (``_queue.py``; per batch)
     The server runs only so many generations per key at once; the rest stay ``queued``, so
@@ -30,6 +33,21 @@ at a fixed interval wastes requests early and adds delay late. The parts:
     estimates its concurrency ``C``. A queued job of rank ``s`` then starts when the job of
     rank ``s - C`` finishes, so its anchor is that job's (observed or predicted) completion:
     no request is spent on jobs that cannot have started.
+
+:class:`BatchPlanner` corrections within a wave (issue 16)
+    * Completion order: on a FIFO server the ``k``-th slot to come free starts the job of rank
+      ``k + C``. Once that slot is seen freed, it *is* the job's start, earlier or later than
+      predicted, and also for a job already seen generating whose start was unknown (seen
+      before the server was known to be saturated, it was anchored at its submission).
+    * ``queued`` then ``generating``: the start lies between the two looks; the predicted
+      start is kept when it lies in between, else the nearer look (not the midpoint).
+    * Predictions err early: a predicted start uses the shortest plausible duration (10th
+      percentile) of the job ahead, and a job found done without being seen running frees
+      its slot early. An early look sees ``queued``/``generating`` and is corrected; a late
+      one is never corrected.
+    * Learning the concurrency: while the batch's creates are held back by
+      ``BatchOptions.queue_ahead``, the newest job is probed 2 s after its create (and past
+      the queue grace); once saturated, at most 8 polls bisect ``C`` between its bounds.
 
 :class:`BatchPlanner` (``_batch.py``; per batch)
     The policy, the queue model and the batch's slot history together: the planner a batch

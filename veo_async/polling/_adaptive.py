@@ -27,6 +27,11 @@ class PollPolicy:
       ``interval`` seconds).
     * ``min_interval`` / ``max_interval``: bounds of every step. ``backoff``: growth of the step
       past ``tail_quantile`` of the observed durations.
+    * ``tail_gap``: the longest step while the job is still plausibly about to finish: past
+      the tail the step grows only up to this until ``tail_window`` times the expected
+      duration has passed beyond the tail (a job whose start was mispredicted is found late
+      by at most about this much); only a real straggler is then looked at up to every
+      ``max_interval``.
     * ``learn``: learn from observed completions. ``min_samples``: completions needed before
       the fitted schedule replaces the prior one. ``window``: completions remembered.
     * ``queue_aware``: use the batch's :class:`QueueModel` (see the module docstring);
@@ -49,6 +54,8 @@ class PollPolicy:
     max_interval: float = 30.0
     backoff: float = 1.5
     tail_quantile: float = 0.95
+    tail_gap: float = 5.0
+    tail_window: float = 1.0
     learn: bool = True
     min_samples: int = 8
     window: int = 256
@@ -76,6 +83,8 @@ class PollPolicy:
             raise ValueError("backoff must be >= 1 and delay_weight >= 0")
         if not 0 <= self.bound_quantile <= 1:
             raise ValueError("bound_quantile must be between 0 and 1")
+        if not self.tail_gap >= self.min_interval or not self.tail_window >= 0:
+            raise ValueError("need tail_gap >= min_interval and tail_window >= 0")
 
     # ------------------------------------------------------------------ learning
 
@@ -158,6 +167,13 @@ class PollPolicy:
         prior = prior_seconds * self.time_scale
         return prior if sched.median is None else sched.median * prior
 
+    def shortest(self, prior_seconds: float) -> float:
+        """A short plausible duration in seconds: the 10th percentile learned, else
+        ``first_poll_fraction`` of the prior."""
+        sched = self.schedule()
+        prior = prior_seconds * self.time_scale
+        return prior * (self.first_poll_fraction if sched.early is None else sched.early)
+
     # ------------------------------------------------------------------ decisions
 
     def first_delay(self, prior_seconds: float, *, rate_bound: bool = False) -> float:
@@ -195,8 +211,11 @@ class PollPolicy:
         tail = tail_units * prior_seconds * s
         if elapsed <= tail:
             return step
-        grown = step + (elapsed - tail) * (self.backoff - 1.0)
-        return min(self.max_interval * s, max(step, grown))
+        grown = max(step, step + (elapsed - tail) * (self.backoff - 1.0))
+        if elapsed <= tail + self.tail_window * prior_seconds * s:
+            # still plausible (a mispredicted start): bounded gaps between looks
+            return min(grown, max(step, self.tail_gap * s))
+        return min(self.max_interval * s, grown)
 
     def after_queued(self, prior_seconds: float) -> float:
         """Seconds until the next poll of a job just seen ``queued`` (no queue estimate).

@@ -32,6 +32,13 @@ CANARY_GRACE_FACTOR = 1.5
 """The canary poll comes this many queue graces after submission."""
 MIN_THROUGHPUT_SAMPLES = 8
 """Finishes needed before the batch's throughput bounds a predicted start."""
+INITIAL_AHEAD = 32
+"""Before anything is known of the server's concurrency, the paid-ahead cap counts it as this."""
+PROBE_DELAY = 2.0
+"""Service seconds after its create that the newest job is polled while the paid-ahead cap
+holds creates back and the server's concurrency is unknown (generating: it runs more)."""
+MAX_BISECT = 8
+"""Polls at most spent per batch on settling the concurrency between its bounds."""
 _RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
 
 
@@ -68,6 +75,9 @@ class BatchPlanner(Generic[J]):
         self._ranks: list[J | float] = []  # by rank: the job, or when its slot came free
         self._finish_times: deque[float] = deque(maxlen=256)
         self._freed: list[float] = []  # every freed slot's time, sorted
+        self._probed = -1  # the rank last polled early to learn the concurrency
+        self._probed_again = -1  # the rank polled again past the queue grace
+        self._bisected: set[int] = set()  # ranks polled to settle the concurrency
 
     # ------------------------------------------------------------------ batch state
 
@@ -87,6 +97,82 @@ class BatchPlanner(Generic[J]):
         if queue is None or not queue.saturated or queue.concurrency is None:
             return False
         return self.created - queue.done >= 2 * queue.concurrency
+
+    def concurrency_guess(self) -> int:
+        """The server's concurrency for this batch as far as known: the learned one once the
+        server was seen saturated, else at least :data:`INITIAL_AHEAD` or as many as were seen
+        running at once."""
+        queue = self.queue
+        if queue is None:
+            return INITIAL_AHEAD
+        if queue.saturated and queue.concurrency is not None:
+            return queue.concurrency
+        return max(INITIAL_AHEAD, queue.lower_bound())
+
+    def room_ahead(self, creating: int, waves: float) -> bool:
+        """Whether one more create keeps the paid-but-not-started jobs within ``waves`` times
+        the server's concurrency beyond what it runs.
+
+        The jobs created (or being created, ``creating``) and not finished are at most
+        ``(1 + waves) x`` the concurrency: on a FIFO server the rest of them wait, paid, for a
+        slot, and a wave of them is enough to fill every slot that comes free before the next
+        create could (a create takes a second; a wave, a generation's time). Not queue-aware:
+        always room.
+        """
+        queue = self.queue
+        if queue is None:
+            return True
+        outstanding = self.created + creating - queue.done
+        return outstanding < self.concurrency_guess() * (1.0 + waves)
+
+    def probe(self, now: float) -> tuple[J, float] | None:
+        """While creates are held back by the paid-ahead cap and the server was not seen
+        saturated: poll the newest job :data:`PROBE_DELAY` after its create, and if it was
+        still queued, again past the queue grace. Seen generating, the server runs at least
+        that many (the cap grows); seen queued past the grace, it is saturated (the cap is
+        learned). ``None``: nothing to probe."""
+        queue = self.queue
+        if queue is None or not self._ranks:
+            return None
+        if queue.saturated:
+            return self.settle(now)
+        rank = len(self._ranks) - 1
+        job = self._ranks[rank]
+        if isinstance(job, float) or job.started or job.resumed:
+            return None
+        if rank > self._probed:
+            self._probed = rank
+            due = max(now, job.submitted + PROBE_DELAY * self.policy.time_scale)
+        elif rank == self._probed and job.polls == 1 and not job.queued_seen:
+            # it was still queued at the first probe (maybe the normal short queue): look
+            # again once past the queue grace, where queued means the server is saturated
+            self._probed_again = rank
+            due = max(now, job.submitted + CANARY_GRACE_FACTOR * queue.grace)
+        else:
+            return None
+        return (job, due) if due < job.planned - 1e-6 else None
+
+    def settle(self, now: float) -> tuple[J, float] | None:
+        """Saturated, with the concurrency between two bounds: the job halfway between them,
+        to be looked at once it is past the queue grace (queued: fewer slots; generating:
+        more), and when; ``None``: nothing to look at. A few polls early in the batch make
+        every later predicted start right (at most :data:`MAX_BISECT` per batch)."""
+        queue = self.queue
+        if queue is None:
+            return None
+        bounds = queue.unsettled()
+        if bounds is None or len(self._bisected) >= MAX_BISECT:
+            return None
+        lower, upper = bounds
+        rank = queue.done + (lower + upper) // 2
+        if not 0 <= rank < len(self._ranks) or rank in self._bisected:
+            return None
+        job = self._ranks[rank]
+        if isinstance(job, float) or job.started or job.resumed or job.queued_seen:
+            return None
+        self._bisected.add(rank)
+        due = max(now, job.submitted + CANARY_GRACE_FACTOR * queue.grace)
+        return (job, due) if due < job.planned - 1e-6 else None
 
     def rate_bound(self) -> bool:
         """Whether requests are scarce: a rate limit decides when they go, and a create held
@@ -154,7 +240,11 @@ class BatchPlanner(Generic[J]):
                     job.anchor = max(job.anchor, now)
         elif status in _RUNNING and not job.started:
             if job.queued_seen or job.anchor > now:
-                job.anchor = min(now, max(job.last_poll, 0.5 * (job.last_poll + now)))
+                # It started between the last look (still queued) and now. The predicted start
+                # (the slot its predecessor frees) is the estimate when it lies in between;
+                # else the bound nearest to it. (The midpoint of a long gap between two looks
+                # is no estimate at all: it put starts tens of seconds late.)
+                job.anchor = min(now, max(job.last_poll, job.anchor))
             job.started = True
             if queue is not None:
                 queue.saw_started(job.rank)
@@ -165,10 +255,18 @@ class BatchPlanner(Generic[J]):
         """The next poll time of ``job``; a queued job no earlier than it can have started."""
         policy = self.policy
         queue = self.queue
-        if queue is None or job.started:
+        if queue is None:
+            return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
+        if job.started:
+            self._reanchor(job)
             return now + policy.next_delay(now - job.anchor, job.prior, job.polls)
         before = queue.predecessor(job.rank)
-        if before is not None:
+        if before is not None and before < len(self._freed):
+            # The slot it waits for is known to have come free: that is its start, earlier
+            # or later than predicted (never before it was last seen queued).
+            floor = job.last_poll if job.queued_seen else job.submitted
+            job.anchor = max(floor, self._freed[before])
+        elif before is not None:
             freed = self._slot_freed(before)
             if freed > job.anchor:
                 # Never later than when every job ahead of it will have finished at the
@@ -186,13 +284,22 @@ class BatchPlanner(Generic[J]):
         or already started, poll as planned)."""
         if self.queue is None or job.started:
             return None
+        queue = self.queue
+        if (
+            (job.rank == self._probed and job.polls == 0)
+            or (job.rank == self._probed_again and job.polls == 1)
+            or (job.rank in self._bisected and not job.queued_seen)
+            or (job.polls == 0 and job.rank % CANARY_EVERY == 0 and not queue.saturated)
+        ):
+            return None  # a probe or a canary: poll it now
         return self.plan(job, now)
 
     def successor(self, now: float) -> tuple[J, float] | None:
         """After a slot came free: the queued job that takes it and its new, earlier due time.
 
         Its first poll was planned from a predicted start (a chain of expected durations);
-        now the start is known.
+        now the start is known. A job already seen generating is included: if it was anchored
+        before the server was known to be saturated, the freed slot is its real start.
         """
         queue = self.queue
         if queue is None or queue.concurrency is None or not queue.saturated:
@@ -201,7 +308,7 @@ class BatchPlanner(Generic[J]):
         if not 0 <= rank < len(self._ranks):
             return None
         job = self._ranks[rank]
-        if isinstance(job, float) or job.started:
+        if isinstance(job, float) or job.resumed:
             return None
         due = self.plan(job, now)
         return (job, due) if due < job.planned - 1e-6 else None
@@ -232,6 +339,21 @@ class BatchPlanner(Generic[J]):
             step = policy.step(job.prior)
             guess = 0.5 * (max(upper - step, anchor) + upper) - anchor
             policy.observe_at_most(upper - anchor, job.prior, fallback_seconds=guess)
+
+    def _reanchor(self, job: J) -> None:
+        """A job seen generating, never seen queued: once the slot it waited for is known to
+        have come free, that is its start (completion order on a FIFO server: the ``k``-th
+        slot freed starts the job of rank ``k + concurrency``).
+
+        It was anchored at its submission (or a predicted start) when it was seen generating;
+        if that was before the server was known to be saturated, the anchor can be tens of
+        seconds early and every later look would be planned as for a straggler.
+        """
+        if job.queued_seen or job.resumed or job.rank < 0:
+            return
+        start = self.start_estimate(job)
+        if start is not None and job.anchor < start <= job.last_poll:
+            job.anchor = start
 
     def start_estimate(self, job: J) -> float | None:
         """When ``job`` started on the server, for learning its duration; ``None``: unknown.
@@ -265,7 +387,9 @@ class BatchPlanner(Generic[J]):
         slot = self._ranks[before]
         if isinstance(slot, float):
             return slot
-        return slot.anchor + self.policy.expected(slot.prior)
+        # Predicted from a chain of predictions: early rather than late (the shortest
+        # plausible duration), since an early first poll is corrected and a late one is not.
+        return slot.anchor + self.policy.shortest(slot.prior)
 
     def _free_slot(self, job: J, now: float) -> None:
         """When the server freed the job's slot: after the previous poll and by this one;
@@ -273,7 +397,14 @@ class BatchPlanner(Generic[J]):
         every wave of a long queue inherit the detection delay of the wave before it)."""
         if self.queue is None or job.rank < 0:
             return
-        expected = job.anchor + self.policy.expected(job.prior)
+        policy = self.policy
+        if job.running_seen:
+            expected = job.anchor + policy.expected(job.prior)
+        else:
+            # found done with no sighting of it running: its start may have been predicted
+            # late, so the slot is taken to have come free early (early polls of the job that
+            # takes it are corrected by what they see; late ones never are)
+            expected = job.anchor + policy.shortest(job.prior)
         freed = min(now, max(job.last_poll, expected))
         self.queue.finished()
         self._ranks[job.rank] = freed

@@ -74,6 +74,21 @@ class QueueModel:
         if self.concurrency is None or estimate > self.concurrency or upper == estimate:
             self.concurrency = estimate
 
+    def lower_bound(self) -> int:
+        """The fewest generations the server was seen running at once for this batch (the
+        highest rank seen started, plus one, minus the jobs finished; 0: none seen)."""
+        return max(0, self._max_started + 1 - self.done)
+
+    def unsettled(self) -> tuple[int, int] | None:
+        """While saturated with the concurrency known only between two bounds: ``(lower,
+        upper)`` (a job of rank ``done + (lower + upper) // 2`` seen past the grace would
+        halve the gap); ``None`` when settled or not saturated."""
+        upper = self._upper
+        if not self.saturated or upper is None:
+            return None
+        lower = max(1, self.lower_bound())
+        return (lower, upper) if upper > lower else None
+
     def predecessor(self, rank: int) -> int | None:
         """The rank whose completion frees the slot for ``rank``; ``None`` if not limited."""
         if not self.saturated or self.concurrency is None:

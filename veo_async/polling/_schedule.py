@@ -24,6 +24,8 @@ class Schedule:
     median: float | None = None
     bound: float | None = None
     """The first poll while rate-bound (``PollPolicy.bound_quantile``)."""
+    early: float | None = None
+    """A short plausible duration: the 10th percentile of the observed durations."""
 
 
 def quantile(ordered: list[float], q: float) -> float:
@@ -121,4 +123,4 @@ def fit_schedule(
     _, first, step = best
     tail = quantile(ordered, tail_quantile) + step
     bound = max(first, quantile(ordered, bound_quantile))
-    return Schedule(first, step, tail, quantile(ordered, 0.5), bound)
+    return Schedule(first, step, tail, quantile(ordered, 0.5), bound, quantile(ordered, 0.1))

@@ -5,9 +5,11 @@ own part:
 
 * :class:`TokenBucket` (``_bucket.py``): an optional client-side rate
   (``requests_per_second``);
-* :class:`RateLimitPause` (``_bucket.py``): a **whole-pipeline pause** after a 429: every
-  request waits until the ``Retry-After`` (or a backoff) has passed, instead of each request
-  discovering the limit on its own;
+* :class:`RateLimitPause` (``_bucket.py``): a **whole-pipeline pause** after a 429 that shows
+  a limit: every request waits until the ``Retry-After`` (or a backoff) has passed, instead of
+  each request discovering the limit on its own. A scattered 429 (no limit shown: no pace,
+  too few 429s to be more than noise) makes only the refused request wait (its retry, in the
+  same task; a context variable carries the wait), so faults never freeze the pipeline;
 * :class:`PaceLearner` (``_learner.py``, counting in ``_counts.py``): a **learned pace** that
   stays just under the server's limit, found from what the server let through, and probed
   upwards only rarely.
@@ -25,7 +27,8 @@ a 5xx was still admitted by the server's limiter) and the 429s.
 1. **No pace yet.** A 429 lowers nothing unless the epoch shows a limit: at least
    ``min_evidence`` 429s *and* more than ``noise_tolerance`` of its answers refused, by
    ``significance_sigmas`` standard errors of a share of that many answers. Scattered 429s
-   that do not depend on the request rate (a flaky gateway, random throttling) only pause;
+   that do not depend on the request rate (a flaky gateway, random throttling) only make the
+   refused request wait;
    they never pace the batch.
 2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through during
    the epoch (answers per second while we pressed against it: for a token bucket that is its

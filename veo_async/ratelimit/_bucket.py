@@ -68,9 +68,12 @@ class RateLimitPause:
         self.bursts = 0
         self.paused_seconds = 0.0
 
-    def refused(self, now: float, delay: float) -> None:
-        """A 429 came back at ``now``: pause everything for ``delay`` seconds from now."""
+    def refused(self, now: float, delay: float, *, everyone: bool = True) -> None:
+        """A 429 came back at ``now``: pause everything for ``delay`` seconds from now
+        (``everyone=False``: only the refused request waits; it is only counted here)."""
         self.rate_limited += 1
+        if not everyone:
+            return
         until = now + max(delay, 0.0)
         if until > self.until:
             self.paused_seconds += until - max(self.until, now)

@@ -6,6 +6,7 @@ decision is made by the pure parts it composes.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import math
@@ -34,6 +35,10 @@ SHARED_PACE_TTL_SECONDS = 60.0
 #: Seconds the shared budget is left alone after a failed call (Redis down): requests are
 #: paced locally meanwhile instead of each one waiting out the client's reconnect backoff.
 SHARED_RETRY_SECONDS = 5.0
+
+_OWN_WAIT: contextvars.ContextVar[float] = contextvars.ContextVar("veo_async_own_wait", default=0.0)
+"""Until when the current task's next request waits: a scattered 429 makes only the refused
+request wait (its retry runs in the same task), not every request of the client."""
 
 
 class RateGovernor:
@@ -102,6 +107,8 @@ class RateGovernor:
             self.tuning, configured_rate=requests_per_second, time_scale=time_scale
         )
         self._held_at = -math.inf
+        self._own_waits = 0
+        self._own_wait_seconds = 0.0
         self._lock = anyio.Lock()
         self.shared_budget = shared_budget
         """The budget shared with other processes through Redis, or ``None``."""
@@ -171,8 +178,18 @@ class RateGovernor:
 
     @property
     def paused_seconds(self) -> float:
-        """Total seconds the pipeline was paused by 429s."""
+        """Total seconds the whole pipeline was paused by 429s that showed a limit."""
         return self._pause.paused_seconds
+
+    @property
+    def own_waits(self) -> int:
+        """Scattered 429s after which only the refused request waited (no pipeline pause)."""
+        return self._own_waits
+
+    @property
+    def own_wait_seconds(self) -> float:
+        """Total seconds refused requests were told to wait on their own (scattered 429s)."""
+        return self._own_wait_seconds
 
     @property
     def holding(self) -> bool:
@@ -203,6 +220,12 @@ class RateGovernor:
         Pass that time back to :meth:`on_rate_limited` / :meth:`on_success` as ``sent_at``.
         Waiters are served in FIFO order (an ``anyio.Lock`` is fair), so none starves.
         """
+        own = _OWN_WAIT.get()
+        if own:
+            _OWN_WAIT.set(0.0)
+            wait = own - _timing.monotonic()
+            if wait > 0 and not _timing.waiting_disabled():
+                await _timing.sleep(wait)
         shared = self.shared_budget
         if shared is not None and _timing.monotonic() < self._shared_down_until:
             shared = None  # Redis failed a moment ago: local pacing only for a while
@@ -336,13 +359,32 @@ class RateGovernor:
     # ------------------------------------------------------------------ feedback
 
     def on_rate_limited(self, delay: float, *, sent_at: float | None = None) -> None:
-        """A 429 came back: pause everything for ``delay`` seconds; decide once per burst."""
+        """A 429 came back: the refused request waits ``delay`` seconds; decide once per burst.
+
+        Only a 429 that shows a limit pauses *every* request for ``delay``: one that set or
+        lowered the pace, one while a new pace is verified or probed, one while a learned
+        pace holds requests back (the pace is too fast), or one of a share of 429s clearly
+        above the noise. A scattered 429 (a flaky gateway, random throttling at
+        a pace that holds) makes only the refused request wait (the caller retries it in the
+        same task, whose next :meth:`acquire` waits): it never freezes the pipeline.
+        """
         now = _timing.monotonic()
-        self._pause.refused(now, delay)
-        self._learner.counted_refusal(now, sent_at)
-        if not self._pause.new_burst(now, sent_at):
-            return  # same burst: already reacted
-        if self._learner.refused(now, holding=self._holding(now)):
+        learner = self._learner
+        learner.counted_refusal(now, sent_at)
+        paced = False
+        if self._pause.new_burst(now, sent_at):
+            paced = learner.refused(now, holding=self._holding(now))
+        everyone = (
+            paced
+            or learner.limit_shown()
+            or (learner.learned_rate is not None and self._holding(now))
+        )
+        self._pause.refused(now, delay, everyone=everyone)
+        if not everyone:
+            self._own_waits += 1
+            self._own_wait_seconds += max(delay, 0.0)
+            _OWN_WAIT.set(max(_OWN_WAIT.get(), now + max(delay, 0.0)))
+        if paced:
             self._bucket.clamp()
             self._note_pace()
 

@@ -93,6 +93,17 @@ class PaceLearner:
             self._lower(now)
         return self._pace_set
 
+    def limit_shown(self) -> bool:
+        """Whether the answers counted in this epoch show a limit (a share of 429s clearly
+        above the noise), or a pace is still being verified: a 429 then calls for pausing
+        every request, not only the refused one."""
+        if self.state is PaceState.VERIFYING or self.state is PaceState.PROBING:
+            return True
+        t = self.tuning
+        limited, answered, share = self._windows.counted()
+        tolerance = max(t.noise_tolerance, self.noise)
+        return limited >= t.min_evidence and is_significant(share, answered, tolerance, t)
+
     def adopt(self, rate: float, now: float) -> bool:
         """Take a lower pace learned elsewhere (another process on the same key) as settled.
 
@@ -209,7 +220,7 @@ class PaceLearner:
         state = self.state
         age = now - self._epoch_start
         scale = self.time_scale
-        if state is PaceState.VERIFYING and age >= t.verify_seconds * scale:
+        if state is PaceState.VERIFYING and age >= t.verify_seconds * scale and self._tested(age):
             self._press.stop()
             self._chain.clear()
             self._set_pace(self.learned_rate, PaceState.SETTLED, now)
@@ -230,6 +241,14 @@ class PaceLearner:
             self.learned_rate = learned * (1.0 + t.probe_step)
             self.state = PaceState.PROBING
             self._new_epoch(now)
+
+    def _tested(self, age: float) -> bool:
+        """Whether the pace being verified was pressed: requests went at half of it or more
+        over the epoch. A pace the batch never came near (it asked for less once the first
+        burst was over) proves nothing: it stays being verified, so the first 429 when the
+        demand comes back measures the limit again instead of counting as noise."""
+        learned = self.learned_rate
+        return learned is None or self._epoch_sent >= 0.5 * learned * age
 
     def _probe_stands(self, now: float, age: float) -> None:
         """A probe without a 429 stands, but the pace below it is kept as its base: a server's
