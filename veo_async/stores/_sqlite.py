@@ -490,7 +490,28 @@ class SQLiteStore:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """Open (and on first use set up) the store file; several processes may do it at once.
+
+    Two processes opening a new file together can meet SQLite's "database is locked" while
+    the journal mode changes or the schema is created: SQLite does not wait on its busy
+    timeout there (it would deadlock), so the setup is tried again for a while.
+    """
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            return _connect_once(path)
+        except StoreError as exc:
+            locked = isinstance(exc.__cause__, sqlite3.OperationalError) and "locked" in str(
+                exc.__cause__
+            )
+            if not locked or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _connect_once(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -510,5 +531,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             conn.close()
             raise StoreError(f"{path} was written by a newer veo-async (schema {row[0]}); upgrade")
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         raise StoreError(f"cannot open the job store {path}: {exc}") from exc
     return conn
