@@ -266,3 +266,30 @@ async def test_without_redis_the_governor_paces_locally() -> None:
         assert governor.shared_failures == 1
     finally:
         await budget.aclose()
+
+
+@ASYNCIO_ONLY
+async def test_a_pace_learned_from_a_share_is_published_for_the_whole_key(
+    redis_server: RedisServer, clock: FakeClock
+) -> None:
+    """With two processes drawing on one budget, a governor that learns 5/s from its 429s
+    learned its *share*: it publishes 2 x 5/s for the key, so the others do not all drop to
+    one share (the collapse the 4-process benchmark showed)."""
+    name = "t-" + uuid.uuid4().hex[:8]
+    first = await _counting_budget(redis_server.url, name, 1e6)
+    other = await _counting_budget(redis_server.url, name, 1e6)
+    try:
+        await other.acquire()  # a second process is drawing on the budget
+        assert await first.members() == 1  # only budgets that took tokens count
+        learner = RateGovernor(shared_budget=first)
+        server = Bucket(clock, rate=5.0, capacity=5.0)
+        with anyio.fail_after(20):
+            await other.acquire()
+            await drive(learner, clock, 60.0, demand=50.0, admit=server.take)
+        assert await first.members() == 2
+        learned = learner.learned_rate
+        assert learned is not None and 4.5 <= learned <= 5.25
+        assert first.published and 9.0 <= first.published[-1] <= 10.5
+    finally:
+        await first.aclose()
+        await other.aclose()

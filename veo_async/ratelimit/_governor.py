@@ -32,6 +32,9 @@ logger = logging.getLogger("veo_async.ratelimit")
 SHARED_PACE_READ_SECONDS = 2.0
 #: Service seconds a published pace lives in Redis unless it is published again.
 SHARED_PACE_TTL_SECONDS = 60.0
+#: Seconds (service time) within which a process that drew on a shared budget counts as one of
+#: the processes sharing the key's limit.
+SHARED_PACE_MEMBER_WINDOW = 5.0
 #: Seconds the shared budget is left alone after a failed call (Redis down): requests are
 #: paced locally meanwhile instead of each one waiting out the client's reconnect backoff.
 SHARED_RETRY_SECONDS = 5.0
@@ -299,7 +302,12 @@ class RateGovernor:
             if self._publish is not None:
                 rate, self._publish = self._publish, None
                 ttl = max(1.0, SHARED_PACE_TTL_SECONDS * self.time_scale)
-                await shared.publish_pace(rate, ttl=ttl)
+                # Our pace is our share of the key's limit: the key's pace is that share times
+                # the processes drawing on the budget now (else N processes would all drop to
+                # one share, 1/N of the limit).
+                window = max(1.0, SHARED_PACE_MEMBER_WINDOW * self.time_scale)
+                members = await shared.members(window)
+                await shared.publish_pace(rate * members, ttl=ttl)
         except ConfigurationError:
             raise
         except Exception as exc:

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SharedBudget", "budget_name"]
 
-# KEYS: bucket hash, pace hash; ARGV: rate, burst, cost. Returns the wait in seconds (a string:
-# a Lua number would be truncated to an integer on its way back).
+# KEYS: bucket hash, pace hash, members zset; ARGV: rate, burst, cost, member. Returns the wait
+# in seconds (a string: a Lua number would be truncated to an integer on its way back). Every
+# call also stamps its member with the server's time (who is drawing on the budget now).
 _BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -56,7 +57,17 @@ if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts',
            string.format('%.6f', now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
+redis.call('ZADD', KEYS[3], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 600)
+redis.call('PEXPIRE', KEYS[3], 600000)
 return string.format('%.6f', wait)
+"""
+
+# KEYS: members zset; ARGV: window seconds. Members seen within the window, by the server's clock.
+_MEMBERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]), '+inf')
 """
 
 
@@ -92,8 +103,10 @@ class SharedBudget:
         self.burst = float(burst)
         self._bucket_key = f"{prefix}:budget:{{{name}}}:bucket"
         self._pace_key = f"{prefix}:budget:{{{name}}}:pace"
+        self._members_key = f"{prefix}:budget:{{{name}}}:members"
         self._script = client.register_script(_BUCKET)
-        self._me = f"{socket.gethostname()}:{os.getpid()}"
+        self._members = client.register_script(_MEMBERS)
+        self._me = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     @classmethod
     async def open(
@@ -117,7 +130,8 @@ class SharedBudget:
     async def try_acquire(self, cost: float = 1.0) -> float:
         """Take ``cost`` tokens if there are: 0.0; else the seconds to wait (nothing taken)."""
         reply: Any = await self._script(
-            keys=[self._bucket_key, self._pace_key], args=[self.rate, self.burst, cost]
+            keys=[self._bucket_key, self._pace_key, self._members_key],
+            args=[self.rate, self.burst, cost, self._me],
         )
         return float(reply)
 
@@ -138,6 +152,15 @@ class SharedBudget:
         pipe.hset(self._pace_key, mapping={"rps": repr(float(rps)), "by": self._me})
         pipe.pexpire(self._pace_key, max(1, int(ttl * 1000)))
         await pipe.execute()
+
+    async def members(self, window: float = 10.0) -> int:
+        """How many budgets (processes) took or asked for tokens in the last ``window`` s.
+
+        A pace one process learned from its 429s is its *share* of the key's limit; the
+        governor multiplies it by this count before publishing it as the whole key's pace.
+        """
+        reply: Any = await self._members(keys=[self._members_key], args=[window])
+        return max(1, int(reply))
 
     async def shared_pace(self) -> float | None:
         """The pace some process published and that has not expired, or ``None``."""
