@@ -116,18 +116,22 @@ class Exchange:
                     await _close_response(response)
                 return response.status_code, parse_reply(response, method, content)
             assert scope.cancelled_caught
-            error = APITimeoutError(
-                f"{method} {url.path}: no complete reply within request_deadline="
-                f"{self.deadline:g} s (the request may have been sent)",
-                request_sent=True,
-                method=method,
-                url=str(url),
-            )
+            error = self._deadline_passed(method, url)
         except VeoError as exc:
             error = exc
         except Exception as exc:  # the boundary: every failure becomes typed
             error = self.classify(exc, method, url)
         raise scrub_error(error, self.secrets)
+
+    def _deadline_passed(self, method: str, url: httpx.URL) -> APITimeoutError:
+        """The error of a request that had no complete reply within ``request_deadline``."""
+        return APITimeoutError(
+            f"{method} {url.path}: no complete reply within request_deadline="
+            f"{self.deadline:g} s (the request may have been sent)",
+            request_sent=True,
+            method=method,
+            url=str(url),
+        )
 
     async def _send_direct(
         self,
@@ -156,13 +160,7 @@ class Exchange:
                 except TimeoutError:
                     if not deadline.expired():
                         raise
-            error = APITimeoutError(
-                f"{method} {url.path}: no complete reply within request_deadline="
-                f"{self.deadline:g} s (the request may have been sent)",
-                request_sent=True,
-                method=method,
-                url=str(url),
-            )
+            error = self._deadline_passed(method, url)
         except VeoError as exc:
             error = exc
         except Exception as exc:  # the boundary: every failure becomes typed

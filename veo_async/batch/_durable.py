@@ -542,7 +542,8 @@ class DurableBatch(Batch):
         return self._inner.stop_reason if self._inner is not None else None
 
 
-def _stored_generation(job: StoredJob) -> Generation | None:
+def stored_generation(job: StoredJob) -> Generation | None:
+    """The generation a stored job describes (its id, status and video URL), or ``None``."""
     if job.generation_id is None:
         return None
     status = job.status or ("completed" if job.video_url else "error")
@@ -573,7 +574,7 @@ def _settled(position: int, request: VideoRequest | None, key: str, job: StoredJ
 
     if job.state is JobState.UNCERTAIN:
         return _uncertain(position, request, key, job)
-    generation = _stored_generation(job)
+    generation = stored_generation(job)
     error = None
     if job.state is JobState.FAILED and generation is not None:
         error = GenerationFailedError(

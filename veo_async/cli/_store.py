@@ -27,11 +27,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .._inputs import ParsedInput
 from .._resume import video_filename
 from ..batch import BatchResult, DurableBatch, StoreOptions
+from ..batch._durable import stored_generation
 from ..stores import (
     Event,
     JobState,
     JobStore,
-    StoredJob,
     batch_fingerprint,
     input_keys,
     open_store,
@@ -178,14 +178,6 @@ async def _downloader(
             await _download(client, store, out, local, key, number, prompt, generation)
 
 
-def _stored_generation(job: StoredJob) -> Generation:
-    from .._models import Generation
-
-    return Generation.model_validate(
-        {"id": job.generation_id, "status": "completed", "video": {"url": job.video_url}}
-    )
-
-
 async def _sweep(
     client: AsyncVeoClient,
     store: JobStore,
@@ -204,7 +196,9 @@ async def _sweep(
         number = positions.get(job.key, job.seq - 1) + 1
         local.note(job.key, index=number - 1, prompt=prompt, generation_id=job.generation_id)
         local.rows[job.key].update(status="completed", ok=True)
-        await _download(client, store, out, local, job.key, number, prompt, _stored_generation(job))
+        generation = stored_generation(job)
+        assert generation is not None  # a completed job with a video URL has an id
+        await _download(client, store, out, local, job.key, number, prompt, generation)
         tried += 1
     return tried
 
