@@ -371,6 +371,7 @@ class DurableBatch(Batch):
                     return
                 await anyio.sleep(opts.idle_poll)
                 continue
+            fresh = []
             for item in items:
                 if item.key in self._held:
                     # This worker's own lease, idle because its heartbeat came late (a stalled
@@ -378,7 +379,10 @@ class DurableBatch(Batch):
                     self._held[item.key] = item
                     continue
                 self._held[item.key] = item
-                await self._hand_over(item, send)
+                fresh.append(item)
+            jobs = await _get_many(store, [item.key for item in fresh])
+            for item, job in zip(fresh, jobs, strict=True):
+                await self._hand_over(item, job, send)
 
     async def _nothing_left_for_me(self) -> bool:
         """Every unsettled job of the batch is one this worker holds (or none is left)."""
@@ -387,13 +391,15 @@ class DurableBatch(Batch):
         unsettled = sum(n for state, n in counts.items() if state.value in _UNSETTLED)
         return unsettled <= len(self._held)
 
-    async def _hand_over(self, item: WorkItem, send: MemoryObjectSendStream[BatchItem]) -> None:
-        """Give one leased job to the engine, or settle it from what the store knows."""
+    async def _hand_over(
+        self, item: WorkItem, job: StoredJob | None, send: MemoryObjectSendStream[BatchItem]
+    ) -> None:
+        """Give one leased job (as the store knew it when leased) to the engine, or settle it
+        from what the store knows."""
         from ..stores import Event, JobState
 
         store = self.store
         assert store is not None
-        job = await store.get(item.key)
         if job is None:
             await self._ack(item.key)
             return
@@ -540,6 +546,18 @@ class DurableBatch(Batch):
     def stop_reason(self) -> str | None:
         """Why this worker stopped submitting early, if it did (see :class:`Batch`)."""
         return self._inner.stop_reason if self._inner is not None else None
+
+
+async def _get_many(store: JobStore, keys: list[str]) -> list[StoredJob | None]:
+    """The jobs of ``keys`` in one store call where the store offers ``get_many`` (both
+    built-in stores do), else one :meth:`~veo_async.stores.JobStore.get` each."""
+    if not keys:
+        return []
+    get_many = getattr(store, "get_many", None)
+    if get_many is not None:
+        jobs: list[StoredJob | None] = await get_many(keys)
+        return jobs
+    return [await store.get(key) for key in keys]
 
 
 def stored_generation(job: StoredJob) -> Generation | None:

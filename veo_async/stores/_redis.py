@@ -438,6 +438,16 @@ class RedisStore:
         data = await self._call(self._r.hgetall(self._job_prefix + key))
         return self._job(data) if data else None
 
+    async def get_many(self, keys: Sequence[str]) -> list[StoredJob | None]:
+        """Several jobs in one round trip (a pipeline), in the order of ``keys``."""
+        if not keys:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._job_prefix + key)
+        rows = await self._call(pipe.execute())
+        return [self._job(row) if row else None for row in rows]
+
     async def jobs(self) -> list[StoredJob]:
         """Every job of the batch, in order of arrival."""
         keys: list[str] = await self._call(self._r.zrange(self._order, 0, -1))

@@ -376,6 +376,27 @@ class SQLiteStore:
 
         return await self._run(read)
 
+    async def get_many(self, keys: Sequence[str]) -> list[StoredJob | None]:
+        """Several jobs in one call on the store's thread, in the order of ``keys``."""
+        if not keys:
+            return []
+
+        def read() -> list[StoredJob | None]:
+            found: dict[str, StoredJob] = {}
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE batch = ? AND key IN ({marks})",
+                    (self._batch, *chunk),
+                ).fetchall()
+                for row in rows:
+                    job = self._job(row)
+                    found[job.key] = job
+            return [found.get(key) for key in keys]
+
+        return await self._run(read)
+
     async def jobs(self) -> list[StoredJob]:
         """Every job of the batch, in order of arrival."""
 
