@@ -72,3 +72,97 @@ async def test_a_store_without_get_many_still_runs_a_durable_batch(
         assert all(r.ok for r in results)
         assert service.stats()["generations_created"] == 5
     assert wrapped.gets >= 5
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_transition_many_applies_each_change_as_transition_would(
+    redis_server: Any, batch_id: str
+) -> None:
+    """``RedisStore.transition_many``: one pipeline, each change checked by the same rules as
+    ``transition`` (a change its state does not allow is refused, the others applied)."""
+    from veo_async.stores import Event, JobState, RedisStore
+
+    store = await RedisStore.open(redis_server.url, batch_id=batch_id)
+    try:
+        bodies = [{"model": "google/veo-3.1-t2v", "prompt": f"tm{i}"} for i in range(3)]
+        keys = input_keys(bodies)
+        await store.add_inputs(zip(keys, bodies, strict=True))
+        for key in keys[:2]:
+            assert await store.claim_intent(key, "w")
+        applied = await store.transition_many(
+            [
+                (keys[0], Event.SUBMITTED, {"generation_id": "g0", "status": "queued"}),
+                (keys[1], Event.UNCERTAIN, {"error": "lost"}),
+                (keys[2], Event.UNCERTAIN, {"error": "never claimed"}),
+            ]
+        )
+        assert applied == [True, True, False]
+        jobs = await store.get_many(keys)
+        assert [j.state if j else None for j in jobs] == [
+            JobState.SUBMITTED,
+            JobState.UNCERTAIN,
+            JobState.PENDING,
+        ]
+        assert jobs[0] is not None and jobs[0].generation_id == "g0"
+        counts = await store.counts()
+        assert counts[JobState.SUBMITTED] == 1 and counts[JobState.UNCERTAIN] == 1
+        assert await store.transition_many([]) == []
+        leased = await store.take_work("w", count=3)
+        assert await store.transition_many([], worker="w", ack=leased) == []
+        assert sum((await store.pending()).values()) == 0
+    finally:
+        await store.aclose()
+
+
+@STORE_KINDS
+async def test_each_result_is_recorded_with_its_lease_ended_in_one_call_before_it_is_seen(
+    store_url: str, batch_id: str
+) -> None:
+    """40 ids tracked through the store and finished before the batch starts: every one is
+    reported once and recorded as completed before the caller sees it, no lease is left open,
+    and on Redis each outcome and its lease's end went in one round trip."""
+    from veo_async import BatchItem
+    from veo_async.stores import JobState, open_store
+
+    async with emulated(time_scale=0.001) as service:
+        ids = [
+            (await service.client.submit(prompt=f"{batch_id} together {i}")).id for i in range(40)
+        ]
+        await anyio.sleep(0.5)  # every generation finished on the emulator (45 s x 0.001)
+        items = [BatchItem(generation_id=gid) for gid in ids]
+        opts = StoreOptions(batch_id=batch_id, lease_seconds=5, idle_poll=0.05, lease_batch=40)
+        seen: list[str] = []
+        opened = await open_store(store_url, batch_id=batch_id)
+        sizes: list[int] = []
+        many = getattr(opened, "transition_many", None)
+        if many is not None:
+
+            async def counting(changes: Any, **ack: Any) -> list[bool]:
+                sizes.append(len(changes) * 100 + len(ack["ack"]))
+                applied: list[bool] = await many(changes, **ack)
+                return applied
+
+            opened.transition_many = counting  # type: ignore[attr-defined]
+        with anyio.fail_after(30):
+            async with service.client.batch(items, store=opened, store_options=opts) as b:
+                async for result in b:
+                    assert result.ok
+                    assert result.generation_id is not None
+                    seen.append(result.generation_id)
+                    # recorded before the caller sees it
+                    assert b.store is not None
+                    job = await b.store.get(str(result.key))
+                    assert job is not None and job.state is JobState.COMPLETED
+        assert sorted(seen) == sorted(ids)
+        assert service.stats()["generations_created"] == 40
+        if many is not None:  # Redis: one transition and one ack per call
+            assert sizes == [101] * 40
+        await opened.aclose()
+    store = await open_store(store_url, batch_id=batch_id)
+    try:
+        assert (await store.counts())[JobState.COMPLETED] == 40
+        pending = getattr(store, "pending", None)
+        if pending is not None:
+            assert sum((await pending()).values()) == 0
+    finally:
+        await store.aclose()

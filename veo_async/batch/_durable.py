@@ -41,6 +41,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._exceptions import CreateOutcomeUnknownError, RequestValidationError, WaitTimeoutError
 from .._models import Generation, GenerationStatus, VideoRequest, coerce_request
+from ..stores._base import Event
 from ._batch import Batch
 from ._guard import sane_credits
 from ._options import BatchOptions
@@ -469,38 +470,24 @@ class DurableBatch(Batch):
         return result
 
     async def _record(self, result: BatchResult) -> None:
-        """Write a consumed result to the store and end its lease."""
-        from ..stores import Event
-
+        """Write a consumed result to the store and end its lease, before the caller sees it
+        (so a result is reported at most once across workers and runs)."""
         store, key = self.store, result.key
         assert store is not None
         if not isinstance(key, str):
             return
-        error = result.error
-        if result.generation_id is None:
-            if isinstance(error, CreateOutcomeUnknownError):
-                await store.transition(key, Event.UNCERTAIN, error=str(error))
-            else:
-                await store.transition(key, Event.REFUSED, error=str(error))
-            await self._ack(key)
+        event, fields = _outcome(result)
+        # Still running: keep the lease until this worker stops; a later run resumes it.
+        item = self._held.pop(key, None) if event is not Event.STILL_RUNNING else None
+        acks = [item] if item is not None else []
+        transition_many = getattr(store, "transition_many", None)
+        if transition_many is not None:
+            # the outcome and the lease's end in one round trip (Redis: a pipeline)
+            await transition_many([(key, event, fields)], worker=self.worker, ack=acks)
             return
-        if isinstance(error, WaitTimeoutError):
-            # Still running: keep the lease until this worker stops; a later run resumes it.
-            await store.transition(
-                key, Event.STILL_RUNNING, generation_id=result.generation_id, error=str(error)
-            )
-            return
-        generation = result.generation
-        await store.transition(
-            key,
-            Event.FINISHED,
-            generation_id=result.generation_id,
-            status=str(generation.status) if generation is not None else None,
-            video_url=generation.video_url if generation is not None else None,
-            credits=sane_credits(generation) if generation is not None else None,
-            error=str(error) if error is not None else None,
-        )
-        await self._ack(key)
+        await store.transition(key, event, **fields)
+        if acks:
+            await store.ack(self.worker, acks)
 
     # ------------------------------------------------------------------ public state
 
@@ -546,6 +533,24 @@ class DurableBatch(Batch):
     def stop_reason(self) -> str | None:
         """Why this worker stopped submitting early, if it did (see :class:`Batch`)."""
         return self._inner.stop_reason if self._inner is not None else None
+
+
+def _outcome(result: BatchResult) -> tuple[Event, dict[str, Any]]:
+    """The store event (and its fields) that records a consumed result."""
+    error = result.error
+    if result.generation_id is None:
+        event = Event.UNCERTAIN if isinstance(error, CreateOutcomeUnknownError) else Event.REFUSED
+        return event, {"error": str(error)}
+    if isinstance(error, WaitTimeoutError):
+        return Event.STILL_RUNNING, {"generation_id": result.generation_id, "error": str(error)}
+    generation = result.generation
+    return Event.FINISHED, {
+        "generation_id": result.generation_id,
+        "status": str(generation.status) if generation is not None else None,
+        "video_url": generation.video_url if generation is not None else None,
+        "credits": sane_credits(generation) if generation is not None else None,
+        "error": str(error) if error is not None else None,
+    }
 
 
 async def _get_many(store: JobStore, keys: list[str]) -> list[StoredJob | None]:

@@ -371,7 +371,42 @@ class RedisStore:
 
     async def transition(self, key: str, event: Event, **fields: Any) -> bool:
         """Apply ``event`` to ``key`` (see :data:`~veo_async.stores.TRANSITIONS`)."""
-        sources, target, values, rule = plan_transition(event, fields)
+        keys, args = self._transition_call(key, event, fields)
+        done = await self._call(self._transition(keys=keys, args=args))
+        if int(done) < 0:
+            raise StoreError(f"job {key} is not in batch {self._batch}")
+        return int(done) == 1
+
+    async def transition_many(
+        self,
+        changes: Sequence[tuple[str, Event, Mapping[str, Any]]],
+        *,
+        worker: str | None = None,
+        ack: Sequence[WorkItem] = (),
+    ) -> list[bool]:
+        """Several :meth:`transition` calls, then :meth:`ack` of ``ack`` for ``worker``, in
+        one round trip (a pipeline, in that order; each transition atomic on its own, as one
+        call would be). Returns whether each transition was applied, in order."""
+        if not changes and not ack:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for key, event, fields in changes:
+            keys, args = self._transition_call(key, event, fields)
+            await self._transition(keys=keys, args=args, client=pipe)  # queued, not sent
+        if ack:
+            pipe.xack(self._work, GROUP, *[i.id for i in ack])
+        replies = await self._call(pipe.execute())
+        replies = replies[: len(changes)]
+        for (key, _, _), done in zip(changes, replies, strict=True):
+            if int(done) < 0:
+                raise StoreError(f"job {key} is not in batch {self._batch}")
+        return [int(done) == 1 for done in replies]
+
+    def _transition_call(
+        self, key: str, event: Event, fields: Mapping[str, Any]
+    ) -> tuple[list[str], list[str]]:
+        """The transition script's keys and arguments for ``event`` on ``key``."""
+        sources, target, values, rule = plan_transition(event, dict(fields))
         setting = {k: v for k, v in values.items() if v is not None}
         deleting = [k for k, v in values.items() if v is None]
         if event is Event.RESET:
@@ -391,14 +426,7 @@ class RedisStore:
         for name, value in setting.items():
             args += [name, _text(value)]
         args += deleting
-        done = await self._call(
-            self._transition(
-                keys=[self._job_prefix + key, self._counts, self._events, self._work], args=args
-            )
-        )
-        if int(done) < 0:
-            raise StoreError(f"job {key} is not in batch {self._batch}")
-        return int(done) == 1
+        return [self._job_prefix + key, self._counts, self._events, self._work], args
 
     # ------------------------------------------------------------------ reads
 
