@@ -534,3 +534,16 @@ async def test_a_batch_held_back_all_the_time_still_probes(clock: FakeClock) -> 
     await drive(gov, clock, 600.0, demand=30.0, admit=server.take)
     grown = gov.learned_rate
     assert gov.probes >= 3 and grown is not None and grown > 1.2 * settled
+
+
+@pytest.mark.anyio
+async def test_a_wave_after_a_quiet_spell_teaches_the_limit(clock: FakeClock) -> None:
+    """Quiet spells first, then waves at 15/s against a 10/s limit: each wave's 429s are a
+    small share of the counted windows (mostly quiet), but a large one of the wave: the first
+    wave teaches the limit and no later wave draws a 429."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    log = await drive_phases(gov, clock, [(40.0, 2.0), (12.0, 15.0)] * 6, server.take)
+    first_429 = min(t for t, ok in log if not ok)
+    assert [t for t, ok in log if not ok and t > first_429 + 10.0] == []
+    assert gov.learned_rate is not None and 8.0 <= gov.learned_rate <= 10.0

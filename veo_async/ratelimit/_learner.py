@@ -45,6 +45,7 @@ class PaceLearner:
         # Successes since the first 429 of a burst: the server's rate once its burst
         # allowance was drained (what a first pace is set from).
         self._since_refusal = Press()
+        self._since_limited = 0  # the 429s of requests released since then
         self._chain: list[Epoch] = []
         self._pace_set = False
 
@@ -93,6 +94,9 @@ class PaceLearner:
         if self._in_epoch(sent_at):
             self._windows.roll(now)
             self._windows.limited += 1
+        since = self._since_refusal.start
+        if since is not None and (sent_at is None or sent_at >= since):
+            self._since_limited += 1
 
     def refused(self, now: float, *, holding: bool) -> bool:
         """Decide on a 429 that starts a new burst (``holding``: the pace holds requests back)."""
@@ -106,6 +110,7 @@ class PaceLearner:
             # measure what the server lets through from the first 429 of this burst (one
             # begun long ago may span a quiet spell)
             since.begin(now)
+            self._since_limited = 0
         if state is PaceState.PROBING or (
             state is PaceState.SETTLED and self._probe_base is not None
         ):
@@ -168,7 +173,7 @@ class PaceLearner:
             # share of 429s clearly above noise shows a limit; scattered 429s only pause.
             tolerance = max(t.noise_tolerance, self.noise)
             shown = limited >= t.min_evidence and is_significant(share, answered, tolerance, t)
-            return shown and self._measured_since_refusal()
+            return (shown or self._burst_shows_limit(tolerance)) and self._measured_since_refusal()
         if state is PaceState.SETTLED:
             # isolated 429s at a verified pace only pause
             return limited >= t.min_evidence and share > self.noise
@@ -180,6 +185,20 @@ class PaceLearner:
             return False
         self._chain.append((self.learned_rate, share, answered))
         return True
+
+    def _burst_shows_limit(self, tolerance: float) -> bool:
+        """Whether the answers since the first 429 of this burst show a limit, when the
+        windows do not: a wave of requests above the limit after a quiet spell refuses a
+        share of the wave, which is a small share of the windows (issue 16: every wave of a
+        batch drew a dozen 429s, never enough to pace it)."""
+        t = self.tuning
+        limited = self._since_limited
+        answered = limited + self._since_refusal.ok
+        if self._since_refusal.start is None or limited < t.min_evidence:
+            return False
+        if answered < t.verify_min_answers:
+            return False
+        return is_significant(limited / answered, answered, tolerance, t)
 
     def _measured_since_refusal(self) -> bool:
         """Whether the server's rate can be measured since the first 429 of this burst (else
