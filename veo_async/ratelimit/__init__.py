@@ -29,7 +29,9 @@ a 5xx was still admitted by the server's limiter) and the 429s.
    ``significance_sigmas`` standard errors of a share of that many answers. Scattered 429s
    that do not depend on the request rate (a flaky gateway, random throttling) only make the
    refused request wait;
-   they never pace the batch.
+   they never pace the batch. The same test runs over the answers since the first 429 of a
+   burst (``verify_min_answers`` of them at least), so a wave above the limit after a quiet
+   spell, a small share of the windows, still shows it.
 2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through since
    the first 429 of the burst (between the first and last release let through: for a token
    bucket that is its refill rate, its burst allowance spent; a quiet spell before the burst
