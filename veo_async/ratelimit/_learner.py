@@ -106,7 +106,7 @@ class PaceLearner:
         stale = since.start is not None and now - since.start > self.tuning.count_seconds * (
             self.time_scale
         )
-        if state is not PaceState.VERIFYING and (since.start is None or stale):
+        if since.start is None or stale:
             # measure what the server lets through from the first 429 of this burst (one
             # begun long ago may span a quiet spell)
             since.begin(now)
@@ -182,7 +182,12 @@ class PaceLearner:
         if answered < t.verify_min_answers and share < t.verify_clear_share:
             return False
         if not self._press.enough(t.press_min_answers):
-            return False
+            # not pressed long enough to measure (a pace verified in a quiet spell, then a
+            # wave): measured from the burst instead, as without a pace
+            tolerance = max(t.noise_tolerance, self.noise)
+            return self._burst_shows_limit(tolerance) and self._since_refusal.enough(
+                t.min_measured_answers
+            )
         self._chain.append((self.learned_rate, share, answered))
         return True
 
@@ -233,7 +238,7 @@ class PaceLearner:
     def _lower(self, now: float) -> None:
         t = self.tuning
         press = self._press
-        if self.state is PaceState.VERIFYING and press.start is not None:
+        if self.state is PaceState.VERIFYING and press.enough(t.press_min_answers):
             # Still over the limit: measure since the start of the chain (the burst allowance
             # the first estimate included has been drained since), between the release times
             # of the first and last requests let through (a token bucket admits one per
