@@ -547,4 +547,3 @@ async def test_a_wave_after_a_quiet_spell_teaches_the_limit(clock: FakeClock) ->
     first_429 = min(t for t, ok in log if not ok)
     assert [t for t, ok in log if not ok and t > first_429 + 10.0] == []
     assert gov.learned_rate is not None and 8.0 <= gov.learned_rate <= 10.0
-
