@@ -44,13 +44,20 @@ class _Events:
     def __init__(self) -> None:
         self.first_request_at: float | None = None
         self.rate_limited_at: list[float] = []
+        self.answers: list[tuple[float, float, str, str, int]] = []
+        """Every API answer: (arrived, answered, method, path, status), wall seconds."""
 
     def clear(self) -> None:
         self.first_request_at = None
         self.rate_limited_at = []
+        self.answers = []
 
     def doc(self) -> dict[str, Any]:
-        return {"first_request_at": self.first_request_at, "rate_limited_at": self.rate_limited_at}
+        return {
+            "first_request_at": self.first_request_at,
+            "rate_limited_at": self.rate_limited_at,
+            "answers": self.answers,
+        }
 
 
 def _install_events(emu: Emulator) -> None:
@@ -77,12 +84,20 @@ def _install_events(emu: Emulator) -> None:
             if not path.startswith("/v2/"):
                 await self.app(scope, receive, send)
                 return
+            arrived = time.time()
             if events.first_request_at is None:
-                events.first_request_at = time.time()
+                events.first_request_at = arrived
+            method = str(scope.get("method", ""))
+            query = bytes(scope.get("query_string", b"")).decode("latin-1")
+            where = f"{path}?{query}" if query else path
 
             async def recording_send(message: Any) -> None:
-                if message.get("type") == "http.response.start" and message.get("status") == 429:
-                    events.rate_limited_at.append(time.time())
+                if message.get("type") == "http.response.start":
+                    status = int(message.get("status", 0))
+                    now = time.time()
+                    events.answers.append((arrived, now, method, where, status))
+                    if status == 429:
+                        events.rate_limited_at.append(now)
                 await send(message)
 
             await self.app(scope, receive, recording_send)

@@ -346,6 +346,11 @@ def run_worker(spec: Spec) -> WorkerResult:
     notes: list[str] = []
     if spec.competitor.startswith("veo_async"):
         import veo_async  # noqa: F401  (import cost is not part of the run)
+        from veo_async._loops import fast_transport_available
+
+        # Nor is the transport's: aiohttp is imported when the client opens (0.3 to 0.5 s, i.e.
+        # 3 to 5 s of makespan at time scale 0.1); the script's httpx is imported above too.
+        fast_transport_available()
     if spec.competitor == "script":
         import benchmarks.handwritten  # noqa: F401  (import cost is not part of the run)
     baseline_rss = _rss_bytes()

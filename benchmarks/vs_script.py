@@ -80,6 +80,8 @@ SCALE = 0.1
 BURST_WINDOW_S = 10.0
 """Real-time seconds after the first 429 during which 429s count as the first burst."""
 CPU_BOUND = 0.8
+RAW_DIR: Path | None = None
+"""``--raw DIR``: where each run's raw data goes (worker jobs, ledger, every answer), or None."""
 
 
 def paid_not_started_max(records: list[dict[str, Any]], grace: float = 0.0) -> int:
@@ -148,6 +150,10 @@ def _one_run(
         if r["completed_at"] is not None and r["started_at"] is not None
     }
     figures["_durations"] = durations
+    if RAW_DIR is not None:
+        RAW_DIR.mkdir(parents=True, exist_ok=True)
+        raw = {"scale": scale, "worker": worker, "generations": records, "events": events}
+        (RAW_DIR / f"{cell.condition}-{cell.n}-{client}.json").write_text(json.dumps(raw))
     print(
         f"  {cell.name} {client}: {figures['wall_s']:.1f} s wall, makespan "
         f"{figures['makespan_s']:.0f} s, {figures['status_requests_per_job']:.1f} polls/job, "
@@ -301,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--append", action="store_true", help="add these cells to an existing vs-script.json"
     )
+    parser.add_argument(
+        "--raw", type=Path, default=None, help="also write each run's raw data to this folder"
+    )
     args = parser.parse_args(argv)
+    global RAW_DIR
+    RAW_DIR = args.raw
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if any(n >= 10_000 for n in sizes) and not args.slow:
         parser.error("N >= 10,000 takes about 15 minutes per run; pass --slow")

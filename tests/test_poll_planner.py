@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import random
 from typing import Any
@@ -277,3 +278,85 @@ def test_throughput_bounds_a_predicted_start() -> None:
     planner.plan(late, 40.0)
     ahead = late.rank - 10
     assert late.anchor <= 40.0 + ahead / planner.throughput() + 1e-9
+
+
+# ---------------------------------------------------------------------- issue 16: tails
+
+
+def test_a_fit_over_few_samples_never_steps_further_than_tail_gap() -> None:
+    """Eight durations that happen to lie one 15 s step from an early outlier (what the first
+    completions of a faulty run taught) no longer fit a 15 s step: every fitted step is at
+    most ``tail_gap``, so a job in the bulk is found at most that late."""
+    policy = PollPolicy()
+    for seconds in (27.8, 42.8, 42.9, 43.0, 42.7, 42.8, 43.1, 42.9):
+        policy.observe(seconds, 45.0)
+    sched = policy.schedule()
+    assert sched.step * 45.0 <= policy.tail_gap + 1e-9
+    job = JobTiming(0.0, 45.0)
+    t = policy.first_poll(job, 0.0)
+    looks = [t]
+    while t < 60.0:
+        t = policy.next_poll(job, reply("generating"), t)
+        looks.append(t)
+    gaps = [b - a for a, b in itertools.pairwise(looks)]
+    assert max(gaps) <= policy.tail_gap + 1e-9
+
+
+def test_a_rate_bound_first_poll_is_at_most_tail_gap_past_a_short_duration() -> None:
+    """Rate-bound, the first poll is still the late one (most jobs cost one request), but no
+    later than ``tail_gap`` past the 10th percentile of the durations: a job that finishes
+    early is found at most about 10 s late, not the whole spread late."""
+    rng = random.Random(16)
+    policy = PollPolicy()
+    for _ in range(200):
+        policy.observe(45.0 * math.exp(0.075 * rng.gauss(0.0, 1.0)), 45.0)
+    sched = policy.schedule()
+    assert sched.early is not None and sched.bound is not None
+    bound = policy.first_delay(45.0, rate_bound=True)
+    assert bound >= policy.first_delay(45.0)
+    assert bound <= sched.early * 45.0 + policy.tail_gap + 1e-9
+    # wide durations: the 90th percentile is far beyond the bound, which holds
+    wide = PollPolicy()
+    for _ in range(200):
+        wide.observe(45.0 * math.exp(0.3 * rng.gauss(0.0, 1.0)), 45.0)
+    wide_sched = wide.schedule()
+    assert wide_sched.early is not None and wide_sched.bound is not None
+    assert wide_sched.bound * 45.0 > wide_sched.early * 45.0 + wide.tail_gap
+    assert wide.first_delay(45.0, rate_bound=True) == pytest.approx(
+        max(wide_sched.first * 45.0, wide_sched.early * 45.0 + wide.tail_gap)
+    )
+    # slower jobs (the 10th percentile of those that finish early) cost one poll each
+    polls = []
+    for _ in range(200):
+        d = 45.0 * math.exp(0.075 * rng.gauss(0.0, 1.0))
+        job = JobTiming(0.0, 45.0)
+        t, n = bound, 1
+        while t < d:
+            t = policy.next_poll(job, reply("generating"), t)
+            n += 1
+        polls.append(n)
+        assert t - d <= policy.tail_gap + 10.0  # never the whole spread late
+    assert sum(polls) / len(polls) < 2.5
+
+
+def test_an_active_job_is_not_taken_as_started_by_the_queue_model() -> None:
+    """``active`` (undocumented; the provider's example loop reads it as "not final") says
+    nothing about a server slot: a queued job of rank 96 answering ``active`` must not make
+    the planner believe 97 run at once, nor raise the paid-ahead cap (issue 16: a fault that
+    answered ``active`` let 144 paid jobs wait against a cap of about 100)."""
+    planner = BatchPlanner[JobTiming](PollPolicy())
+    jobs = saturate(planner, 100, 50)
+    queue = planner.queue
+    assert queue is not None and queue.concurrency == 50
+    planner.seen(jobs[96], reply("active"), 31.0)
+    assert queue.concurrency == 50 and queue.lower_bound() == 50
+    assert not jobs[96].started and not jobs[96].running_seen
+    assert planner.concurrency_guess() == 50
+    assert not planner.room_ahead(0, 1.0)  # 100 outstanding = (1 + 1) x 50: full
+    # an unsaturated server: ``active`` does not grow the cap either
+    fresh = BatchPlanner[JobTiming](PollPolicy())
+    early = [batch_job(fresh, 0.0) for _ in range(70)]
+    fresh.seen(early[69], reply("active"), 2.0)
+    assert fresh.concurrency_guess() == 32
+    fresh.seen(early[40], reply("generating"), 2.0)
+    assert fresh.concurrency_guess() == 41

@@ -225,8 +225,10 @@ def test_queue_model_without_any_started_job_predicts_nothing() -> None:
 
 def test_a_rate_bound_first_poll_waits_for_most_jobs_to_be_done() -> None:
     """Rate-bound, the first poll is at ``bound_quantile`` of the observed durations (or the
-    expected duration before any): almost every job then needs a single status request."""
-    policy = PollPolicy(bound_quantile=0.9)
+    expected duration before any): almost every job then needs a single status request; but
+    at most ``tail_gap`` past the 10th percentile (issue 16: the early tenth were found up to
+    12 s late)."""
+    policy = PollPolicy(bound_quantile=0.9, tail_gap=20.0)
     assert policy.first_delay(45.0, rate_bound=True) == pytest.approx(45.0)
     assert policy.first_delay(45.0) == pytest.approx(0.9 * 45.0)
     for i in range(100):
@@ -234,6 +236,10 @@ def test_a_rate_bound_first_poll_waits_for_most_jobs_to_be_done() -> None:
     bound = policy.first_delay(45.0, rate_bound=True)
     assert bound == pytest.approx(49.0, abs=0.2)
     assert policy.first_delay(45.0) < bound
+    capped = PollPolicy(bound_quantile=0.9)  # tail_gap 5 s: 41 s (10th percentile) + 5 s
+    for i in range(100):
+        capped.observe(40.0 + 0.1 * i, 45.0)
+    assert capped.first_delay(45.0, rate_bound=True) == pytest.approx(46.0, abs=0.2)
     with pytest.raises(ValueError, match="bound_quantile"):
         PollPolicy(bound_quantile=1.5)
 

@@ -139,8 +139,19 @@ async def test_one_reaction_per_burst(clock: FakeClock) -> None:
     assert clock.now >= sent[0] + 1.5  # the pause held everyone
     gov.on_rate_limited(1.0, sent_at=later)
     assert gov.bursts == 2 and gov.rate_limited_after_reaction == 1
-    # 6 refused of 11 answers: a limit, so the second decision lowers the pace
-    assert gov.learned_rate is not None and gov.lowered == 1
+    # 6 refused of 11 answers: a limit, but nothing was let through since the burst began,
+    # so there is no rate to pace at yet (the windows would count the server's burst
+    # allowance): every request pauses meanwhile
+    assert gov.learned_rate is None
+    before = clock.now
+    await gov.acquire()
+    assert clock.now >= before + 1.0 - 1e-9
+    # five let through at 2 per second, then a refusal: the pace is set from those
+    for _ in range(5):
+        gov.on_success(sent_at=await gov.acquire())
+        clock.now += 0.5
+    gov.on_rate_limited(1.0, sent_at=await gov.acquire())
+    assert gov.lowered == 1 and gov.learned_rate == pytest.approx(0.97 * 2.0, rel=0.01)
 
 
 @pytest.mark.anyio
@@ -453,3 +464,86 @@ async def test_a_pace_never_pressed_stays_being_verified(clock: FakeClock) -> No
     assert gov.state is PaceState.VERIFYING
     await drive(gov, clock, 30.0, demand=50.0, admit=server.take)  # pressed: verified
     assert gov.state.value == PaceState.SETTLED.value  # (read again: mypy narrowed it)
+
+
+# ---------------------------------------------------------------------- issue 16: bursty demand
+
+
+async def drive_phases(
+    gov: RateGovernor,
+    clock: FakeClock,
+    phases: list[tuple[float, float]],
+    admit: Callable[[], float | None],
+) -> list[tuple[float, bool]]:
+    """Offer each phase's demand (requests/s) for its seconds, one after the other."""
+    log: list[tuple[float, bool]] = []
+    for seconds, demand in phases:
+        log += await drive(gov, clock, seconds, demand=demand, admit=admit)
+    return log
+
+
+def waves(cycles: int) -> list[tuple[float, float]]:
+    """A batch's demand: a wave of polls and creates above the limit, then a quiet spell."""
+    return [(10.0, 15.0), (35.0, 2.0)] * cycles
+
+
+@pytest.mark.anyio
+async def test_a_quiet_spell_does_not_measure_the_limit_low(clock: FakeClock) -> None:
+    """A pace set in a first burst, left unpressed for a quiet spell, then pressed again: the
+    limit is measured while pressing, not averaged over the quiet spell (which had put the
+    pace at a third of the limit, and every later poll waited)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    await drive_phases(gov, clock, [(1.5, 30.0), (40.0, 1.0)], server.take)
+    assert gov.learned_rate is not None
+    later = clock.now
+    log = await drive(gov, clock, 40.0, demand=30.0, admit=server.take)
+    assert gov.learned_rate >= 8.5
+    assert admitted_rate(log, later + 10.0) >= 8.5
+
+
+@pytest.mark.anyio
+async def test_after_the_first_burst_a_wavy_batch_draws_no_429(clock: FakeClock) -> None:
+    """Waves above a 10/s limit with quiet spells between them (the shape of a batch): the
+    first wave teaches the limit (measured without the server's burst allowance), and no
+    later wave draws a 429 (no probe above it while only short waves are held back)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    start = clock.now
+    log = await drive_phases(gov, clock, waves(8), server.take)
+    first_429 = min(t for t, ok in log if not ok)
+    late = [t for t, ok in log if not ok and t > first_429 + 10.0]
+    assert late == []
+    assert gov.learned_rate is not None and 8.5 <= gov.learned_rate <= 10.0
+    assert gov.probes == 0
+    # each wave still gets nearly the limit: 10 s of 15/s asked, about 10/s let through
+    for k in range(1, 8):
+        wave = [t for t, ok in log if ok and start + 45.0 * k <= t < start + 45.0 * k + 10.0]
+        assert len(wave) >= 85
+
+
+@pytest.mark.anyio
+async def test_a_batch_held_back_all_the_time_still_probes(clock: FakeClock) -> None:
+    """Demand always above the pace: probing goes on (a limit that grew is found)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    await drive(gov, clock, 120.0, demand=30.0, admit=server.take)
+    settled = gov.learned_rate
+    assert settled is not None
+    server.rate = 20.0
+    await drive(gov, clock, 600.0, demand=30.0, admit=server.take)
+    grown = gov.learned_rate
+    assert gov.probes >= 3 and grown is not None and grown > 1.2 * settled
+
+
+@pytest.mark.anyio
+async def test_a_wave_after_a_quiet_spell_teaches_the_limit(clock: FakeClock) -> None:
+    """Quiet spells first, then waves at 15/s against a 10/s limit: each wave's 429s are a
+    small share of the counted windows (mostly quiet), but a large one of the wave: the first
+    wave teaches the limit and no later wave draws a 429."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    log = await drive_phases(gov, clock, [(40.0, 2.0), (12.0, 15.0)] * 6, server.take)
+    first_429 = min(t for t, ok in log if not ok)
+    assert [t for t, ok in log if not ok and t > first_429 + 10.0] == []
+    assert gov.learned_rate is not None and 8.0 <= gov.learned_rate <= 10.0

@@ -19,7 +19,8 @@ at a fixed interval wastes requests early and adds delay late. The parts:
        fixed step. The fit minimises ``requests per job + delay_weight * mean detection delay
        (s)`` over the observed durations (a small grid search over at most ``window``
        samples, redone as samples accumulate), so a tight distribution gets a late first poll
-       and short steps, a wide one longer steps.
+       and short steps, a wide one longer steps (never longer than ``tail_gap``: a fit over a
+       few samples could pick a long step that happens to land on them).
     3. Past the bulk of the observed durations (``tail_quantile``) the step grows
        geometrically (``backoff``), but only up to ``tail_gap`` for ``tail_window`` times the
        expected duration (a job whose start was mispredicted is still plausibly about to

@@ -27,11 +27,12 @@ class PollPolicy:
       ``interval`` seconds).
     * ``min_interval`` / ``max_interval``: bounds of every step. ``backoff``: growth of the step
       past ``tail_quantile`` of the observed durations.
-    * ``tail_gap``: the longest step while the job is still plausibly about to finish: past
-      the tail the step grows only up to this until ``tail_window`` times the expected
-      duration has passed beyond the tail (a job whose start was mispredicted is found late
-      by at most about this much); only a real straggler is then looked at up to every
-      ``max_interval``.
+    * ``tail_gap``: the longest step while the job is still plausibly about to finish: the
+      fitted step is at most this; past the tail the step grows only up to this until
+      ``tail_window`` times the expected duration has passed beyond the tail (a job whose
+      start was mispredicted is found late by at most about this much); only a real
+      straggler is then looked at up to every ``max_interval``. A rate-bound first poll
+      (``bound_quantile``) is at most this past a short plausible duration.
     * ``learn``: learn from observed completions. ``min_samples``: completions needed before
       the fitted schedule replaces the prior one. ``window``: completions remembered.
     * ``queue_aware``: use the batch's :class:`QueueModel` (see the module docstring);
@@ -40,7 +41,9 @@ class PollPolicy:
     * ``bound_quantile``: when the batch is *rate-bound* (the rate governor is holding
       requests back, so every status request delays every other request), the first poll is
       no earlier than this quantile of the observed durations (before any are observed: the
-      expected duration itself), so nearly every job costs a single status request.
+      expected duration itself), so most jobs cost a single status request; but no later
+      than ``tail_gap`` past the 10th percentile of the durations, so a job that finishes
+      early is not found the whole spread of durations late.
     * ``time_scale``: real seconds per service second. Every duration above (and the
       ``prior_seconds`` passed in) is in service seconds, every argument and result of the
       methods in real seconds; set it to the emulator's ``time_scale`` when testing against a
@@ -159,6 +162,7 @@ class PollPolicy:
             delay_weight=self.delay_weight,
             tail_quantile=self.tail_quantile,
             bound_quantile=self.bound_quantile,
+            max_step=self.tail_gap,
         )
 
     def expected(self, prior_seconds: float) -> float:
@@ -179,13 +183,18 @@ class PollPolicy:
     def first_delay(self, prior_seconds: float, *, rate_bound: bool = False) -> float:
         """Seconds after the start anchor for the first poll.
 
-        ``rate_bound``: requests are scarce (see ``bound_quantile``); poll later, once.
+        ``rate_bound``: requests are scarce (see ``bound_quantile``); poll later, once. Still
+        no later than ``tail_gap`` past a short plausible duration (``shortest``): the jobs
+        that finish early (a tenth of them finish before it) are found at most about
+        ``tail_gap`` late, not the whole spread of durations late.
         """
         s = self.time_scale
         sched = self.schedule()
         units = sched.first
         if rate_bound:
-            units = max(units, sched.bound if sched.bound is not None else 1.0)
+            bound = sched.bound if sched.bound is not None else 1.0
+            early = self.first_poll_fraction if sched.early is None else sched.early
+            units = max(units, min(bound, early + self.tail_gap / prior_seconds))
         first = units * prior_seconds * s
         return min(max(self.min_interval * s, first), max(prior_seconds * 4, self.min_interval) * s)
 

@@ -39,7 +39,11 @@ PROBE_DELAY = 2.0
 holds creates back and the server's concurrency is unknown (generating: it runs more)."""
 MAX_BISECT = 8
 """Polls at most spent per batch on settling the concurrency between its bounds."""
-_RUNNING = frozenset({GenerationStatus.GENERATING, GenerationStatus.ACTIVE})
+_RUNNING = frozenset({GenerationStatus.GENERATING})
+"""Statuses that prove a job has a server slot. Only the documented ``generating``: ``active``
+and ``waiting`` (seen in the provider's own example loop) say "not final" and nothing more; an
+``active`` job taken as started moved the concurrency's lower bound to its rank, and the
+paid-ahead cap with it (issue 16: 144 jobs paid and waiting, against a cap of about 50)."""
 
 
 def _never() -> bool:

@@ -97,12 +97,16 @@ def fit_schedule(
     delay_weight: float,
     tail_quantile: float,
     bound_quantile: float,
+    max_step: float | None = None,
 ) -> Schedule:
     """The schedule minimising ``requests + delay_weight * delay (s)`` per job over ``samples``.
 
     A grid search: first poll at each of :data:`FIRST_QUANTILES`, step each of
-    :data:`STEPS_SECONDS` within the interval bounds. ``samples`` are durations in units of
-    their priors; ``priors`` (seconds) give the scale (their median).
+    :data:`STEPS_SECONDS` within the interval bounds and at most ``max_step`` seconds (the
+    policy's ``tail_gap``: the longest gap between looks while a job is plausibly about to
+    finish; a fit over a few samples that happen to lie one long step apart would otherwise
+    pick that step and find every other job that much late). ``samples`` are durations in
+    units of their priors; ``priors`` (seconds) give the scale (their median).
     """
     ordered = sorted(samples)
     sums = _prefix_sums(ordered)
@@ -113,6 +117,8 @@ def fit_schedule(
         first = quantile(ordered, q)
         for step_s in STEPS_SECONDS:
             if step_s < min_interval or step_s > max_interval:
+                continue
+            if max_step is not None and step_s > max(max_step, min_interval):
                 continue
             step = step_s / scale
             polls, delay = _cost_sorted(ordered, sums, first, step)

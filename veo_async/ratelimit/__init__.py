@@ -29,15 +29,22 @@ a 5xx was still admitted by the server's limiter) and the 429s.
    ``significance_sigmas`` standard errors of a share of that many answers. Scattered 429s
    that do not depend on the request rate (a flaky gateway, random throttling) only make the
    refused request wait;
-   they never pace the batch.
-2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through during
-   the epoch (answers per second while we pressed against it: for a token bucket that is its
-   refill rate, plus the burst allowance spread over the epoch). The next epoch is a
-   *verifying* one: a correct pace draws no 429 at all, so any new 429 in it lowers again, from
-   a measurement that no longer includes the initial burst. Two lowerings usually suffice.
+   they never pace the batch. The same test runs over the answers since the first 429 of a
+   burst (``verify_min_answers`` of them at least), so a wave above the limit after a quiet
+   spell, a small share of the windows, still shows it.
+2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through since
+   the first 429 of the burst (between the first and last release let through: for a token
+   bucket that is its refill rate, its burst allowance spent; a quiet spell before the burst
+   is not counted). Until ``min_measured_answers`` were let through since then, a limit only
+   pauses. The next epoch is a *verifying* one: a correct pace draws no 429 at all, so any
+   new 429 in it lowers again, measured over the requests released while the pace held them
+   back (one that did not wait starts the measurement over: the demand fell below the pace,
+   and a quiet spell would measure the demand, not the limit). Two lowerings usually suffice.
 3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
-4. **Probing.** While the pace is actually holding requests back, every ``probe_seconds`` it
-   is raised by ``probe_step`` to find a limit that has grown. The probe stands after
+4. **Probing.** While the pace is actually holding requests back (every request for
+   ``probe_seconds`` without a break: a batch held back only in waves gains little from a
+   faster pace), every ``probe_seconds`` it is raised by ``probe_step`` to find a limit that
+   has grown. The probe stands after
    ``probe_stand_intervals`` more intervals without a 429, if requests went faster than the
    old pace. A 429 during a probe, or at the pace it reached before the next probe (a
    server's burst allowance can hide a small excess for a long while), reverts to the pace

@@ -39,8 +39,13 @@ class PaceLearner:
         self._probe_base: float | None = None
         self._epoch_start = -math.inf
         self._epoch_sent = 0
+        self._last_unheld = -math.inf
         self._windows = AnswerWindows(tuning.count_seconds * time_scale)
         self._press = Press()
+        # Successes since the first 429 of a burst: the server's rate once its burst
+        # allowance was drained (what a first pace is set from).
+        self._since_refusal = Press()
+        self._since_limited = 0  # the 429s of requests released since then
         self._chain: list[Epoch] = []
         self._pace_set = False
 
@@ -60,6 +65,14 @@ class PaceLearner:
         """A request was released at ``now`` (``held``: it had to wait)."""
         self._pace_set = False
         self._epoch_sent += 1
+        if not held:
+            self._last_unheld = now
+        if not held and self._press.start is not None:
+            # The press measures the server's rate only while we press against it: a request
+            # that did not wait means the demand fell below the pace, and a span of that
+            # (a batch between two waves) would measure the demand, not the limit (issue 16:
+            # a pace of 13.8/s "measured" at 3.3/s over 45 s of quiet, then every poll waited).
+            self._press.begin(now)
         if self.learned_rate is not None:
             self._advance(now, held)
         return self._pace_set
@@ -71,6 +84,7 @@ class PaceLearner:
             self._windows.roll(now)
             self._windows.ok += 1
         self._press.admitted(now, sent_at)
+        self._since_refusal.admitted(now, sent_at)
         if self.learned_rate is not None:
             self._advance(now, False)
         return self._pace_set
@@ -80,11 +94,23 @@ class PaceLearner:
         if self._in_epoch(sent_at):
             self._windows.roll(now)
             self._windows.limited += 1
+        since = self._since_refusal.start
+        if since is not None and (sent_at is None or sent_at >= since):
+            self._since_limited += 1
 
     def refused(self, now: float, *, holding: bool) -> bool:
         """Decide on a 429 that starts a new burst (``holding``: the pace holds requests back)."""
         self._pace_set = False
         state = self.state
+        since = self._since_refusal
+        stale = since.start is not None and now - since.start > self.tuning.count_seconds * (
+            self.time_scale
+        )
+        if since.start is None or stale:
+            # measure what the server lets through from the first 429 of this burst (one
+            # begun long ago may span a quiet spell)
+            since.begin(now)
+            self._since_limited = 0
         if state is PaceState.PROBING or (
             state is PaceState.SETTLED and self._probe_base is not None
         ):
@@ -146,7 +172,8 @@ class PaceLearner:
             # No pace, or one that holds nothing back (the batch now asks for less): only a
             # share of 429s clearly above noise shows a limit; scattered 429s only pause.
             tolerance = max(t.noise_tolerance, self.noise)
-            return limited >= t.min_evidence and is_significant(share, answered, tolerance, t)
+            shown = limited >= t.min_evidence and is_significant(share, answered, tolerance, t)
+            return (shown or self._burst_shows_limit(tolerance)) and self._measured_since_refusal()
         if state is PaceState.SETTLED:
             # isolated 429s at a verified pace only pause
             return limited >= t.min_evidence and share > self.noise
@@ -155,9 +182,35 @@ class PaceLearner:
         if answered < t.verify_min_answers and share < t.verify_clear_share:
             return False
         if not self._press.enough(t.press_min_answers):
-            return False
+            # not pressed long enough to measure (a pace verified in a quiet spell, then a
+            # wave): measured from the burst instead, as without a pace
+            tolerance = max(t.noise_tolerance, self.noise)
+            return self._burst_shows_limit(tolerance) and self._since_refusal.enough(
+                t.min_measured_answers
+            )
         self._chain.append((self.learned_rate, share, answered))
         return True
+
+    def _burst_shows_limit(self, tolerance: float) -> bool:
+        """Whether the answers since the first 429 of this burst show a limit, when the
+        windows do not: a wave of requests above the limit after a quiet spell refuses a
+        share of the wave, which is a small share of the windows (issue 16: every wave of a
+        batch drew a dozen 429s, never enough to pace it)."""
+        t = self.tuning
+        limited = self._since_limited
+        answered = limited + self._since_refusal.ok
+        if self._since_refusal.start is None or limited < t.min_evidence:
+            return False
+        if answered < t.verify_min_answers:
+            return False
+        return is_significant(limited / answered, answered, tolerance, t)
+
+    def _measured_since_refusal(self) -> bool:
+        """Whether the server's rate can be measured since the first 429 of this burst (else
+        the limit only pauses until it can: a pace from the windows would count the server's
+        burst allowance, or a quiet spell before the burst)."""
+        since = self._since_refusal
+        return since.start is None or since.enough(self.tuning.min_measured_answers)
 
     def _noise_found(self, now: float) -> bool:
         """Lowerings that left the refused share unchanged: noise, not a limit.
@@ -185,7 +238,7 @@ class PaceLearner:
     def _lower(self, now: float) -> None:
         t = self.tuning
         press = self._press
-        if self.state is PaceState.VERIFYING and press.start is not None:
+        if self.state is PaceState.VERIFYING and press.enough(t.press_min_answers):
             # Still over the limit: measure since the start of the chain (the burst allowance
             # the first estimate included has been drained since), between the release times
             # of the first and last requests let through (a token bucket admits one per
@@ -194,7 +247,16 @@ class PaceLearner:
             let_through = press.rate()
             self.ceiling = max(self.ceiling or 0.0, let_through)
         else:
-            let_through = self._windows.let_through(now, t.min_measured_answers)
+            since = self._since_refusal
+            if since.enough(t.min_measured_answers):
+                # Since the first 429 of this burst the server let through only its rate:
+                # the windows also count its burst allowance (a pace above the limit,
+                # which a quiet spell then "verified") and any quiet spell before the burst
+                # (a pace far below the limit).
+                let_through = since.rate()
+            else:
+                let_through = self._windows.let_through(now, t.min_measured_answers)
+            since.stop()
             press.begin(now)
             _, answered, share = self._windows.counted()
             self._chain = [(self.learned_rate, share, answered)]
@@ -233,6 +295,7 @@ class PaceLearner:
             and held
             and t.probe_step > 0
             and age >= t.probe_seconds * self._probe_factor * scale
+            and now - self._last_unheld >= t.probe_seconds * self._probe_factor * scale
         ):
             learned = self.learned_rate
             assert learned is not None

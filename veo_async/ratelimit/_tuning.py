@@ -73,7 +73,10 @@ class GovernorTuning:
 
     # -- probing upwards
     probe_seconds: float = 15.0
-    """While the pace holds requests back, it is raised this often (times the probe factor)."""
+    """While the pace holds requests back, it is raised this often (times the probe factor),
+    and only once it has held back every request for that long without a break: a batch held
+    back only in waves (a burst of polls and creates, then a quiet spell) gains little from a
+    faster pace, and a probe above the limit costs 429s (issue 16)."""
     probe_step: float = 0.04
     """Each probe raises the pace by this fraction (0 disables probing)."""
     probe_stand_intervals: float = 4.0
