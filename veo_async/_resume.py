@@ -13,9 +13,11 @@ becomes *uncertain*, a lost or corrupt file is downloaded again, stale partial d
 removed), applies ``retry_failed`` / ``resubmit_uncertain`` and splits the inputs into ids
 to poll again and inputs to submit. Every step is its own function, in the order it runs.
 
-It is a private module on purpose: the public durable-batch API is its own design (a later
-issue); this module only gives the logic one home outside the command line, where library
-code and tests can call it.
+It is a private module on purpose: the public durable batch is ``client.batch(inputs,
+store=...)``; this module plans the command line's run over its journal (an
+:class:`~veo_async.stores.SQLiteStore` file, batch ``cli``, which that public API can also
+resume). Every function is a coroutine: journal calls run on the store's worker thread, file
+checks (hashing a downloaded video) in a worker thread too, never on the event loop.
 """
 
 from __future__ import annotations
