@@ -641,3 +641,21 @@ def test_migration_statements_never_hold_a_semicolon_in_a_string() -> None:
     for script in (_legacy._V1_TO_V2, _legacy._V2_TO_STORE, _SCHEMA):
         for statement in _legacy._statements(script):
             assert sqlite3.complete_statement(statement + ";"), statement
+
+
+def test_the_report_reads_an_old_journal_without_migrating_the_folder(tmp_path: Path) -> None:
+    """`veo-async report` on a folder an older version made: the jobs are read (migrated in a
+    copy in memory), and the folder's file is left in its old layout, untouched."""
+    from veo_async.report import load_batch
+
+    path = _old_journal(tmp_path)
+    before = path.read_bytes()
+    report = load_batch(tmp_path)
+    assert report.origin == "journal" and report.source == "p.txt"
+    assert sorted((j.line, j.state) for j in report.jobs if j.line is not None) == [
+        (2, "downloaded"),
+        (3, "submitted"),
+        (4, "submitting"),
+        (5, "pending"),
+    ]
+    assert path.read_bytes() == before

@@ -66,6 +66,7 @@ from ._journal_records import (
     _is_full,
     _lock_folder,
     _unlock,
+    damaged,
     disk_problem,
     manifest_entry,
     read_events,
@@ -536,9 +537,5 @@ def _check_request(row: tuple[Any, ...], path: Path) -> int:
         if raw is not None and not isinstance(json.loads(raw), dict):
             raise ValueError("not a JSON object")
     except (ValueError, TypeError, RecursionError) as exc:
-        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise JournalError(
-            f"the journal {path} is damaged: input {seq!r} has an unreadable request "
-            f"({detail}); move the folder aside and run the batch into a new --out folder"
-        ) from None
+        raise damaged(path, seq, "request", exc) from None
     return int(seq)

@@ -172,11 +172,16 @@ class JournalRow:
                 store_key=store_key,
             )
         except (ValueError, TypeError, RecursionError) as exc:
-            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            raise JournalError(
-                f"the journal {path} is damaged: input {key!r} has an unreadable {column} "
-                f"({detail}); move the folder aside and run the batch into a new --out folder"
-            ) from None
+            raise damaged(path, key, column, exc) from None
+
+
+def damaged(path: Path, key: object, column: str, exc: BaseException) -> JournalError:
+    """The one-line error for an unreadable value in the journal at ``path``."""
+    detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return JournalError(
+        f"the journal {path} is damaged: input {key!r} has an unreadable {column} "
+        f"({detail}); move the folder aside and run the batch into a new --out folder"
+    )
 
 
 # --------------------------------------------------------------------------- readers
