@@ -480,8 +480,8 @@ async def test_no_journal_call_touches_sqlite_on_the_event_loop(
 
 # --------------------------------------------------------------------------- old journals
 
-#: The SQL of the journal before it became an SQLiteStore (schema 2), as that code wrote it.
-_SCHEMA_2 = """
+#: The tables of the journal before it became an SQLiteStore (schema 2), as that code made them.
+OLD_TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE inputs (
     key INTEGER PRIMARY KEY AUTOINCREMENT, line INTEGER,
@@ -494,6 +494,8 @@ CREATE INDEX inputs_generation_id ON inputs (generation_id);
 CREATE UNIQUE INDEX inputs_identity ON inputs (request_sha256, occurrence);
 CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, key INTEGER,
     event TEXT NOT NULL, detail TEXT);
+"""
+_SCHEMA_2_ROWS = """
 INSERT INTO meta VALUES ('schema_version', '2'), ('fingerprint', 'fp'), ('source', 'p.txt'),
     ('target', 'http://x universal');
 INSERT INTO inputs (key, line, occurrence, request, request_sha256, state, generation_id,
@@ -520,7 +522,7 @@ def _old_journal(folder: Path) -> Path:
     path = folder / JOURNAL_NAME
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(_SCHEMA_2)
+    conn.executescript(OLD_TABLES + _SCHEMA_2_ROWS)
     conn.close()
     return path
 

@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from veo_async import AsyncVeoClient, BatchResult, StoreOptions
-from veo_async._inputs import load_inputs
+from veo_async._inputs import body_hash, load_inputs, redact_body, request_fingerprint
 from veo_async._journal import CLI_BATCH, JOURNAL_NAME
 from veo_async.emulator import EmulatorConfig, EmulatorServer
 
 from .._cli import no_traceback, read_manifest, run_cli
+from ..test_journal import OLD_TABLES
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +124,61 @@ def test_the_library_resumes_a_cli_batch_without_paying_twice(
     assert {e["state"] for e in entries} == {"downloaded"}
     assert all((out / e["file"]).is_file() for e in entries)
     assert json.loads(again.stdout)["this_run"]["submitted"] == 0
+
+
+async def _submit(server: EmulatorServer, requests: list[Any]) -> list[str]:
+    async with AsyncVeoClient(KEY, base_url=server.base_url, time_scale=TIME_SCALE) as client:
+        return [(await client.submit(request)).id for request in requests]
+
+
+def test_a_folder_made_by_the_old_journal_resumes_without_paying_twice(
+    tmp_path: Path, server: EmulatorServer
+) -> None:
+    """A folder whose journal has the old tables (schema 2: two inputs submitted with known
+    ids, one never sent): the CLI migrates it, polls the two ids, submits only the third, and
+    `status --store` then reads the migrated file. The ledger: each prompt created once."""
+    path, prompts = _prompts(tmp_path, 3)
+    inputs = load_inputs(str(path))
+    ids = anyio.run(_submit, server, [item.request for item in inputs[:2]])
+    out = tmp_path / "out"
+    out.mkdir()
+    conn = sqlite3.connect(out / JOURNAL_NAME)
+    conn.executescript(OLD_TABLES)
+    with conn:
+        conn.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [
+                ("schema_version", "2"),
+                ("fingerprint", request_fingerprint(inputs)),
+                ("source", str(path)),
+                ("target", f"{server.base_url} universal"),
+            ],
+        )
+        for n, item in enumerate(inputs):
+            known = n < 2
+            conn.execute(
+                "INSERT INTO inputs (line, occurrence, request, request_sha256, state, "
+                "generation_id, intent_at, submitted_at, updated_at) "
+                "VALUES (?, 0, ?, ?, ?, ?, 1, 2, 3)",
+                (
+                    item.line,
+                    json.dumps(redact_body(item.request.to_body())),
+                    body_hash(item.request),
+                    "submitted" if known else "pending",
+                    ids[n] if known else None,
+                ),
+            )
+            conn.execute("INSERT INTO events (at, key, event) VALUES (1, ?, 'intent')", (n + 1,))
+    conn.close()
+    result = run_cli(*_batch(path, out, server, "--json"), env=_env())
+    no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    assert _ledger(server) == Counter(prompts)  # the third only: none paid twice
+    summary = json.loads(result.stdout)
+    assert (summary["resumed"], summary["this_run"]["submitted"]) == (True, 1)
+    entries = read_manifest(out)
+    assert [e["generation_id"] for e in entries][:2] == ids
+    assert {e["state"] for e in entries} == {"downloaded"}
+    url = summary["store"]["url"]
+    status = run_cli("status", "--store", url, "--batch-id", CLI_BATCH, "--json", env=_env())
+    assert json.loads(status.stdout)["states"] == {"downloaded": 3}
