@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from veo_async._journal import Journal, JournalState
+from veo_async._journal import Journal, JournalRow, JournalState
 from veo_async.cli import main
 from veo_async.cli._app import cli
 from veo_async.emulator import Emulator, EmulatorConfig, EmulatorServer, sample_video
@@ -65,6 +66,14 @@ def _remote(server: EmulatorServer) -> list[str]:
 
 def _manifest(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+
+
+def _journal_rows(out: Path) -> list[JournalRow]:
+    async def read() -> list[JournalRow]:
+        async with await Journal.open(out) as journal:
+            return await journal.rows()
+
+    return anyio.run(read)
 
 
 # --------------------------------------------------------------------------- basics
@@ -401,14 +410,18 @@ def test_uncertain_inputs_are_reported_not_resubmitted(tmp_path: Path, emu: Emul
     from veo_async._inputs import body_hash, load_inputs, redact_body, request_fingerprint
 
     inputs = load_inputs(str(prompts))
-    with Journal.open(out) as journal:
-        keys = journal.match_inputs(
-            (i.line, redact_body(i.request.to_body()), body_hash(i.request)) for i in inputs
-        )
-        journal.set_meta("fingerprint", request_fingerprint(inputs))
-        journal.set_meta("target", f"{emu.base_url} universal")
-        assert inputs[1].line == 4
-        journal.record_intent(keys[1])
+
+    async def crash_mid_create() -> None:
+        async with await Journal.open(out) as journal:
+            keys = await journal.match_inputs(
+                (i.line, redact_body(i.request.to_body()), body_hash(i.request)) for i in inputs
+            )
+            await journal.set_meta("fingerprint", request_fingerprint(inputs))
+            await journal.set_meta("target", f"{emu.base_url} universal")
+            assert inputs[1].line == 4
+            await journal.record_intent(keys[1])
+
+    anyio.run(crash_mid_create)
     result = _run([*args, "--json"])
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
@@ -442,8 +455,7 @@ def test_failed_generations_give_exit_1_and_line_numbers(
     for entry in _manifest(out):
         assert entry["state"] == "failed" and entry["error"]
         assert f"{prompts}:{entry['line']}" in result.stderr
-    with Journal.open(out) as journal:
-        assert {r.state for r in journal.rows()} == {JournalState.FAILED}
+    assert {r.state for r in _journal_rows(out)} == {JournalState.FAILED}
     emu.configure(faults={"job_error": 0.0})
     result = _run(["batch", str(prompts), "--out", str(out), "--retry-failed", *_remote(emu)])
     assert result.exit_code == 0, result.stderr
@@ -455,8 +467,12 @@ def test_emulated_batch_rerun_resubmits_what_the_old_emulator_had(tmp_path: Path
     prompts = _prompts(tmp_path, 2)
     out = tmp_path / "out"
     assert _run(["batch", str(prompts), "--out", str(out), "--emulate"]).exit_code == 0
-    with Journal.open(out) as journal:
-        journal.record_file_lost(journal.rows()[0].key, "simulated")
+
+    async def lose_first_file() -> None:
+        async with await Journal.open(out) as journal:
+            await journal.record_file_lost((await journal.rows())[0].key, "simulated")
+
+    anyio.run(lose_first_file)
     result = _run(["batch", str(prompts), "--out", str(out), "--emulate"])
     assert result.exit_code == 0, result.stderr
     entries = _manifest(out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import anyio
 import pytest
 
 from veo_async._journal import JOURNAL_NAME, Journal
@@ -318,21 +319,25 @@ def test_a_folder_without_a_batch_is_an_error(tmp_path: Path) -> None:
 def test_crashed_run_with_creates_in_flight(tmp_path: Path) -> None:
     """A run that died mid-batch (inputs pending, submitting, submitted) still reports,
     while another process holds the journal's lock."""
-    journal = Journal.open(tmp_path)
-    try:
-        k1, k2, k3, _ = journal.match_inputs(
-            (n, {"model": "veo2", "prompt": f"prompt {n}", "duration": 6}, f"h{n}")
-            for n in (1, 2, 3, 4)
-        )
-        journal.record_intent(k1)
-        journal.record_submitted(k1, "gen-1", "queued")
-        journal.record_intent(k2)
-        journal.record_intent(k3)
-        journal.record_refused(k3, "429 Too Many Requests")
-        # The journal is still open (and locked), as in a running or killed batch.
-        page = _parse(render_report(tmp_path, posters=False))
-    finally:
-        journal.close()
+
+    async def crashed_run() -> str:
+        journal = await Journal.open(tmp_path)
+        try:
+            k1, k2, k3, _ = await journal.match_inputs(
+                (n, {"model": "veo2", "prompt": f"prompt {n}", "duration": 6}, f"h{n}")
+                for n in (1, 2, 3, 4)
+            )
+            await journal.record_intent(k1)
+            await journal.record_submitted(k1, "gen-1", "queued")
+            await journal.record_intent(k2)
+            await journal.record_intent(k3)
+            await journal.record_refused(k3, "429 Too Many Requests")
+            # The journal is still open (and locked), as in a running or killed batch.
+            return render_report(tmp_path, posters=False)
+        finally:
+            await journal.close()
+
+    page = _parse(anyio.run(crashed_run))
     cards = {c["attrs"]["data-line"]: c for c in page.find("article", "job")}
     assert set(cards) == {"1", "2", "3", "4"}
     assert cards["2"]["attrs"]["data-state"] == "submitting"
@@ -348,15 +353,20 @@ def test_crashed_run_with_creates_in_flight(tmp_path: Path) -> None:
 
 def test_status_and_poll_events_are_used_when_recorded(tmp_path: Path) -> None:
     """A journal whose events carry statuses and poll counts gets a started mark and polls."""
-    with Journal.open(tmp_path) as journal:
-        (key,) = journal.match_inputs([(1, {"prompt": "p"}, "h")])
-        journal.record_intent(key)
-        journal.record_submitted(key, "g", "queued")
+
+    async def submit_one() -> None:
+        async with await Journal.open(tmp_path) as journal:
+            (key,) = await journal.match_inputs([(1, {"prompt": "p"}, "h")])
+            await journal.record_intent(key)
+            await journal.record_submitted(key, "g", "queued")
+
+    anyio.run(submit_one)
     conn = sqlite3.connect(tmp_path / JOURNAL_NAME)
     with conn:
         conn.execute(
-            "INSERT INTO events (at, key, event, detail) VALUES (?, ?, 'status', ?)",
-            (2_000_000_000.0, key, json.dumps({"status": "generating", "polls": 3})),
+            "INSERT INTO events (batch, at, key, event, detail) "
+            "VALUES ('cli', ?, 'h', 'status', ?)",
+            (2_000_000_000.0, json.dumps({"status": "generating", "polls": 3})),
         )
     conn.close()
     report = load_batch(tmp_path)

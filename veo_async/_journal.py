@@ -1,12 +1,22 @@
 """The durable batch journal: nothing lost, nothing paid twice.
 
-A batch writes one SQLite database in its output folder (``.veo-async-journal.sqlite3``, WAL
-mode, ``synchronous=FULL``). Each input has a stable ``key`` and is matched to the lines of the
-input file by *content*: the SHA-256 of its request body plus its ``occurrence`` among inputs
-with the same body (the first ``a fox`` is occurrence 0, a second identical line occurrence 1).
-Its ``line`` is where it stands in the current file, updated on every run, so inserting,
-removing or moving lines never hands one input's generation to another. Each input moves
-through these states, every move one committed transaction::
+A batch keeps its journal in its output folder (``.veo-async-journal.sqlite3``): an
+:class:`~veo_async.stores.SQLiteStore` file (WAL mode, ``synchronous=FULL``) holding one batch,
+``cli`` (:data:`CLI_BATCH`). :class:`Journal` is the command line's adapter over that store:
+every write is one of the store's transactions, checked by the store's transition table
+(:data:`~veo_async.stores.TRANSITIONS`) and run on the store's worker thread, never on the event
+loop. So the same file is readable and resumable by the library::
+
+    veo-async status --store sqlite:///OUT/.veo-async-journal.sqlite3 --batch-id cli
+    client.batch(inputs, store="sqlite:///OUT/.veo-async-journal.sqlite3",
+                 store_options=StoreOptions(batch_id="cli"))
+
+Each input is a job keyed by *content* (:func:`~veo_async.stores.input_keys`: the SHA-256 of
+its request body, ``.n`` for the n-th identical request). Its line in the current input file
+is kept beside it (the store's ``job_lines``), updated on every run, so inserting, removing or
+moving lines never hands one input's generation to another. The journal numbers inputs by the
+job's ``seq`` (:attr:`JournalRow.key`). Each input moves through these states, every move one
+committed transaction::
 
     pending ──intent──▶ submitting ──id──▶ submitted ──▶ completed ──▶ downloaded
                             │                  │
@@ -20,12 +30,16 @@ it, so after a crash every input is in one of three situations: never sent (``pe
 no known id (``submitting`` at startup becomes ``uncertain``: reported, resubmitted only when
 asked, because it may have been billed).
 
-The ``meta`` table holds the schema version, a fingerprint of the input file's requests (so
-a resume with a different file is detected) and the service that made the generations (so
-emulated results are never taken for real ones). ``events`` is an append-only audit trail.
+The batch's meta values hold a fingerprint of the input file's requests (so a resume with a
+different file is detected), its name, and the service that made the generations (so emulated
+results are never taken for real ones). The store's ``events`` table is the audit trail. A
+journal written by an older veo-async (its own tables, schema 1 or 2) is moved into the store's
+tables when it is opened, in one transaction (:mod:`veo_async.stores._legacy`).
 
 Every failure to read or write the journal is a :class:`JournalError` with one line of text
-naming the file or folder (a full disk says so), never a raw ``sqlite3`` error.
+naming the file or folder (a full disk says so), never a raw ``sqlite3`` error. A reserve file
+(``<journal>.reserve``) is released when the disk fills up, so the ids of creates already sent
+can still be recorded.
 """
 
 from __future__ import annotations
@@ -33,18 +47,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from ._journal_records import (
-    _COPY_V1,
-    _MIGRATE_1_TO_2,
-    _SCHEMA,
     JournalError,
     JournalRow,
     JournalState,
@@ -52,12 +66,20 @@ from ._journal_records import (
     _is_full,
     _lock_folder,
     _unlock,
+    damaged,
     disk_problem,
     manifest_entry,
+    read_events,
+    read_meta,
+    read_rows,
     write_manifest,
 )
+from .stores._base import Event, StoreError
+from .stores._legacy import CLI_BATCH
+from .stores._sqlite import SQLiteStore
 
 __all__ = [
+    "CLI_BATCH",
     "JOURNAL_NAME",
     "Journal",
     "JournalError",
@@ -68,25 +90,39 @@ __all__ = [
     "write_manifest",
 ]
 
+_T = TypeVar("_T")
+
 JOURNAL_NAME = ".veo-async-journal.sqlite3"
-SCHEMA_VERSION = 2
 #: Bytes set aside next to the journal while it is open (``<journal>.reserve``): when the disk
 #: fills up, the reserve is released so the journal can still record the ids of creates that
 #: were already sent (a full disk must never lose an id that was paid for).
 RESERVE_BYTES = 256 * 1024
 
+_INTERRUPTED = (
+    "the process stopped while the create request was in flight; it may or may not have "
+    "started a billed generation"
+)
+
+
+def _worker() -> str:
+    """This process's name as the owner of the intents it takes."""
+    return f"veo-async batch@{socket.gethostname()}:{os.getpid()}"
+
 
 class Journal:
-    """A batch journal in ``folder``; open with :meth:`open`, close with :meth:`close`.
+    """A batch journal in ``folder``: ``journal = await Journal.open(folder)``, then
+    ``await journal.close()`` (or ``async with``).
 
-    Methods are synchronous and thread-safe (one connection behind a lock); async code calls
-    them through ``anyio.to_thread.run_sync``. Every ``record_*`` method is one transaction.
+    Every method is a coroutine running its SQL on the store's worker thread; every
+    ``record_*`` method is one transaction of :attr:`store`.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, lock_file: Any | None) -> None:
-        self._conn = conn
-        self._lock = threading.Lock()
+    def __init__(self, store: SQLiteStore, path: Path, lock_file: Any | None) -> None:
+        self.store = store
+        """The :class:`~veo_async.stores.SQLiteStore` the journal writes through."""
         self._lock_file = lock_file
+        self._keys: dict[int, str] = {}
+        self.worker = _worker()
         self.path = path
         self.folder = path.parent
         self.reserve_path = path.with_name(path.name + ".reserve")
@@ -96,7 +132,7 @@ class Journal:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(
+    async def open(
         cls,
         folder: str | os.PathLike[str],
         *,
@@ -105,73 +141,58 @@ class Journal:
     ) -> Journal:
         """Open (or create) the journal in ``folder``; only one process may hold it at a time.
 
-        ``reserve`` bytes are set aside on the same disk (released if the disk fills up, so the
-        ids of creates in flight can still be recorded); when even that much room is missing,
-        the open fails before anything is sent.
+        An old journal is migrated into the store's tables first. ``reserve`` bytes are set
+        aside on the same disk (released if the disk fills up, so the ids of creates in flight
+        can still be recorded); when even that much room is missing, the open fails before
+        anything is sent.
         """
         root = Path(folder)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise JournalError(f"cannot create the folder {disk_problem(root, exc)}") from None
         path = root / name
+        lock_file = await anyio.to_thread.run_sync(_prepare_folder, root, name)
         try:
-            lock_file = _lock_folder(root / (name + ".lock"))
-        except OSError as exc:
-            raise JournalError(f"cannot lock the folder: {disk_problem(root, exc)}") from None
-        try:
-            conn = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: every commit (the intent before a create, the id after it) is on disk
-            # before the call returns, so even a power cut cannot lose an id that was paid for.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            journal = cls(conn, path, lock_file)
-            raw = journal.get_meta("schema_version")
             try:
-                version = None if raw is None else int(raw)
-            except ValueError:
+                store = await SQLiteStore.open(path, batch_id=CLI_BATCH, page_size=PAGE_SIZE)
+            except StoreError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, (sqlite3.Error, OSError)):
+                    raise JournalError(
+                        f"cannot open the journal {path}: {disk_problem(root, cause)}"
+                    ) from None
+                raise JournalError(str(exc)) from None
+            except OSError as exc:
                 raise JournalError(
-                    f"the journal {path} is damaged: schema_version is {raw!r}, not a number; "
-                    "move the folder aside and run the batch into a new --out folder"
+                    f"cannot open the journal {path}: {disk_problem(root, exc)}"
                 ) from None
-            if version is not None and version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"{path} was written by a newer veo-async (schema {version}); upgrade"
-                )
-            if version == 1:  # one transaction: a failed migration leaves schema 1 intact
-                conn.executescript(
-                    "BEGIN IMMEDIATE;" + _MIGRATE_1_TO_2 + _SCHEMA + _COPY_V1 + "COMMIT;"
-                )
-            else:
-                conn.executescript(_SCHEMA)
-            if version != SCHEMA_VERSION:
-                journal.set_meta("schema_version", str(SCHEMA_VERSION))
+            journal = cls(store, path, lock_file)
+            await store.read(_bound_the_wal)
             if reserve:
-                journal._make_reserve(reserve)
-        except (sqlite3.DatabaseError, OSError) as exc:
-            _unlock(lock_file)
-            raise JournalError(
-                f"cannot open the journal {path}: {disk_problem(root, exc)}"
-            ) from None
+                try:
+                    await anyio.to_thread.run_sync(journal._make_reserve, reserve)
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await store.aclose()
+                    raise
         except BaseException:
             _unlock(lock_file)
             raise
         return journal
 
-    def close(self) -> None:
-        """Close the database, drop the reserve and release the folder lock."""
-        with self._lock:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
+    async def close(self) -> None:
+        """Close the store, drop the reserve and release the folder lock."""
+        try:
+            with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error):
+                await self.store.aclose()
+        finally:
             with contextlib.suppress(OSError):
                 self.reserve_path.unlink()
             _unlock(self._lock_file)
             self._lock_file = None
+
+    async def __aenter__(self) -> Journal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def _make_reserve(self, size: int) -> None:
         try:
@@ -200,229 +221,222 @@ class Journal:
             return False
         return True
 
-    def __enter__(self) -> Journal:
-        return self
+    # ------------------------------------------------------------------ plumbing
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; a database failure (a full disk) becomes a one-line JournalError."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._conn
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                words = (
-                    f"cannot write the journal {self.path.name}: {disk_problem(self.folder, exc)}"
-                )
-                if _is_full(exc):
-                    raise _DiskFull(words) from None
-                raise JournalError(words) from None
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise JournalError(
-                    f"cannot read the journal {self.path}: {disk_problem(self.folder, exc)}"
-                ) from None
-
-    @staticmethod
-    def _event(conn: sqlite3.Connection, key: int | None, event: str, detail: Any = None) -> None:
-        conn.execute(
-            "INSERT INTO events (at, key, event, detail) VALUES (?, ?, ?, ?)",
-            (time.time(), key, event, None if detail is None else json.dumps(detail)),
-        )
-
-    # ------------------------------------------------------------------ meta
-
-    def get_meta(self, key: str) -> str | None:
-        """A value of the ``meta`` table, or ``None``."""
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
-        return None if not rows else str(rows[0]["value"])
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a value of the ``meta`` table."""
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-
-    # ------------------------------------------------------------------ inputs
-
-    def match_inputs(self, inputs: Iterable[tuple[int, Mapping[str, Any], str]]) -> list[int]:
-        """Match the inputs ``(line, body, body_sha256)`` to the journal; returns their keys.
-
-        Matching is by content, never by position: the n-th input with a given body SHA-256
-        is the journal's input with that SHA-256 and occurrence n. A match takes the input's
-        current line; an input with no match is added as ``pending``. Journal inputs that
-        match nothing get ``line = NULL`` (no longer in the file): those never sent
-        (``pending``/``refused`` with no earlier generation) are dropped, the others (they
-        hold a generation or a file) are kept for the manifest.
-        """
-        keys: list[int] = []
-        now = time.time()
-        seen: Counter[str] = Counter()
-        with self._tx() as conn:
-            conn.execute("UPDATE inputs SET line = NULL")
-            for line, body, digest in inputs:
-                occurrence = seen[digest]
-                seen[digest] += 1
-                row = conn.execute(
-                    "SELECT key, line FROM inputs WHERE request_sha256 = ? AND occurrence = ?",
-                    (digest, occurrence),
-                ).fetchone()
-                if row is not None:
-                    conn.execute("UPDATE inputs SET line = ? WHERE key = ?", (line, row["key"]))
-                    keys.append(int(row["key"]))
-                    continue
-                cur = conn.execute(
-                    "INSERT INTO inputs (line, occurrence, request, request_sha256, state, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        line,
-                        occurrence,
-                        json.dumps(dict(body)),
-                        digest,
-                        JournalState.PENDING.value,
-                        now,
-                    ),
-                )
-                assert cur.lastrowid is not None
-                keys.append(cur.lastrowid)
-                self._event(conn, cur.lastrowid, "added", {"line": line})
-            conn.execute(
-                "DELETE FROM inputs WHERE line IS NULL AND state IN (?, ?) "
-                "AND generation_id IS NULL AND previous_ids = '[]' AND file IS NULL",
-                (JournalState.PENDING.value, JournalState.REFUSED.value),
-            )
-        return keys
-
-    def rows(self) -> list[JournalRow]:
-        """Every input: those in the current file by line, then the ones no longer in it."""
-        result = self._query("SELECT * FROM inputs ORDER BY line IS NULL, line, key")
-        return [JournalRow._from_sql(r, self.path) for r in result]
-
-    def row(self, key: int) -> JournalRow | None:
-        """One input by key, or ``None``."""
-        result = self._query("SELECT * FROM inputs WHERE key = ?", (key,))
-        return JournalRow._from_sql(result[0], self.path) if result else None
-
-    def events(self, key: int | None = None) -> list[tuple[float, int | None, str, Any]]:
-        """The audit trail ``(time, input key, event, detail)``, oldest first."""
-        sql = "SELECT at, key, event, detail FROM events"
-        args: tuple[Any, ...] = ()
-        if key is not None:
-            sql, args = sql + " WHERE key = ?", (key,)
-        result = self._query(sql + " ORDER BY id", args)
-        out: list[tuple[float, int | None, str, Any]] = []
-        for r in result:
-            try:
-                detail = None if r["detail"] is None else json.loads(r["detail"])
-            except (ValueError, RecursionError):
-                detail = r["detail"]
-            out.append((r["at"], r["key"], r["event"], detail))
-        return out
-
-    def recover_interrupted(self) -> list[int]:
-        """At startup: inputs left ``submitting`` by a dead process become ``uncertain``."""
-        with self._tx() as conn:
-            keys = [
-                r["key"]
-                for r in conn.execute(
-                    "SELECT key FROM inputs WHERE state = ?", (JournalState.SUBMITTING.value,)
-                )
-            ]
-            for key in keys:
-                conn.execute(
-                    "UPDATE inputs SET state = ?, error = ?, updated_at = ? WHERE key = ?",
-                    (
-                        JournalState.UNCERTAIN.value,
-                        "the process stopped while the create request was in flight; "
-                        "it may or may not have started a billed generation",
-                        time.time(),
-                        key,
-                    ),
-                )
-                self._event(conn, key, "recovered_uncertain")
-        return keys
-
-    def _update(self, key: int, event: str, detail: Any = None, **values: Any) -> None:
-        """One state change; on a full disk, release the reserve and try once more."""
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
-            self._update_once(key, event, detail, **values)
+            return await self.store.read(fn)
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"cannot read the journal {self.path}: {disk_problem(self.folder, exc)}"
+            ) from None
+
+    async def _write_once(self, op: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            return await op()
+        except (sqlite3.Error, OSError) as exc:
+            words = f"cannot write the journal {self.path.name}: {disk_problem(self.folder, exc)}"
+            if _is_full(exc):
+                raise _DiskFull(words) from None
+            raise JournalError(words) from None
+        except StoreError as exc:
+            raise JournalError(str(exc)) from None
+        except ValueError as exc:  # a damaged state value met by the store
+            raise JournalError(
+                f"the journal {self.path} is damaged: {exc}; move the folder aside and run the "
+                "batch into a new --out folder"
+            ) from None
+
+    async def _write(self, op: Callable[[], Awaitable[_T]]) -> _T:
+        """One store write; on a full disk, release the reserve and try once more."""
+        try:
+            return await self._write_once(op)
         except _DiskFull:
             if not self._release_reserve():
                 raise
-            self._update_once(key, event, detail, **values)
+            return await self._write_once(op)
 
-    def _update_once(self, key: int, event: str, detail: Any = None, **values: Any) -> None:
-        values["updated_at"] = time.time()
-        columns = ", ".join(f"{k} = ?" for k in values)
-        with self._tx() as conn:
-            cur = conn.execute(
-                f"UPDATE inputs SET {columns} WHERE key = ?", (*values.values(), key)
+    async def _store_key(self, key: int) -> str:
+        """The store's key of input ``key``."""
+        known = self._keys.get(key)
+        if known is not None:
+            return known
+
+        def find(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT key FROM jobs WHERE batch = ? AND seq = ?", (CLI_BATCH, key)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        found = await self._read(find)
+        if found is None:
+            raise JournalError(f"input {key} is not in the journal")
+        self._keys[key] = found
+        return found
+
+    async def _apply(
+        self, key: int, event: Event, note: Mapping[str, Any] | None = None, **fields: Any
+    ) -> bool:
+        """One transition of the store's table for input ``key``; whether it was applied."""
+        store_key = await self._store_key(key)
+        return await self._write(lambda: self.store.apply(store_key, event, fields, note))
+
+    # ------------------------------------------------------------------ meta
+
+    async def get_meta(self, key: str) -> str | None:
+        """A meta value of the batch (``fingerprint``, ``source``, ``target``), or ``None``."""
+        return await self._read(lambda conn: read_meta(conn, CLI_BATCH, key))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Set a meta value of the batch."""
+        await self._write(lambda: self.store.set_meta(key, value))
+
+    # ------------------------------------------------------------------ inputs
+
+    async def match_inputs(self, inputs: Iterable[tuple[int, Mapping[str, Any], str]]) -> list[int]:
+        """Match the inputs ``(line, body, body_sha256)`` to the journal; returns their keys.
+
+        Matching is by content, never by position: the n-th input with a given body SHA-256
+        is the store's job ``sha256`` (n = 1) or ``sha256.n``. A match takes the input's
+        current line (and its full request body); an input with no match is added as
+        ``pending``. Jobs that match nothing lose their line (no longer in the file): those
+        never sent (``pending``/``refused`` with no earlier generation) are dropped, the others
+        (they hold a generation or a file) are kept for the manifest.
+        """
+        now = time.time()
+        seen: Counter[str] = Counter()
+        wanted: list[tuple[int, str, str]] = []
+        for line, body, digest in inputs:
+            seen[digest] += 1
+            n = seen[digest]
+            wanted.append((line, digest if n == 1 else f"{digest}.{n}", _dumps(body)))
+        path = self.path
+
+        def match(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            conn.execute("DELETE FROM job_lines WHERE batch = ?", (CLI_BATCH,))
+            (top,) = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM jobs WHERE batch = ?", (CLI_BATCH,)
+            ).fetchone()
+            top = max(int(top), int(read_meta(conn, CLI_BATCH, "last_seq") or 0))
+            keys: list[tuple[int, str]] = []
+            for line, key, request in wanted:
+                row = conn.execute(
+                    "SELECT seq, request FROM jobs WHERE batch = ? AND key = ?", (CLI_BATCH, key)
+                ).fetchone()
+                if row is not None:
+                    seq = _check_request(row, path)
+                    if row[1] != request:
+                        conn.execute(
+                            "UPDATE jobs SET request = ? WHERE batch = ? AND key = ?",
+                            (request, CLI_BATCH, key),
+                        )
+                else:
+                    top += 1
+                    seq = top
+                    conn.execute(
+                        "INSERT INTO jobs (batch, key, seq, request, state, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (CLI_BATCH, key, seq, request, JournalState.PENDING.value, now),
+                    )
+                    conn.execute(
+                        "INSERT INTO work (batch, key, kind) VALUES (?, ?, 'submit')",
+                        (CLI_BATCH, key),
+                    )
+                    conn.execute(
+                        "INSERT INTO events (batch, at, key, event, detail) "
+                        "VALUES (?, ?, ?, 'added', ?)",
+                        (CLI_BATCH, now, key, _dumps({"line": line})),
+                    )
+                conn.execute(
+                    "INSERT INTO job_lines (batch, key, line) VALUES (?, ?, ?)",
+                    (CLI_BATCH, key, line),
+                )
+                keys.append((seq, key))
+            # Never-sent inputs no longer in the file are forgotten (their work item too);
+            # the numbers they had are never given out again (last_seq).
+            gone = (
+                "FROM jobs WHERE batch = ? AND state IN (?, ?) AND generation_id IS NULL "
+                "AND previous_ids = '[]' AND file IS NULL AND key NOT IN "
+                "(SELECT key FROM job_lines WHERE batch = ?)"
             )
-            if cur.rowcount != 1:
-                raise JournalError(f"input {key} is not in the journal")
-            self._event(conn, key, event, detail)
+            args = (
+                CLI_BATCH,
+                JournalState.PENDING.value,
+                JournalState.REFUSED.value,
+                CLI_BATCH,
+            )
+            conn.execute(
+                f"DELETE FROM work WHERE batch = ? AND key IN (SELECT key {gone})",
+                (CLI_BATCH, *args),
+            )
+            conn.execute(f"DELETE {gone}", args)
+            conn.execute(
+                "INSERT INTO store_meta (batch, name, value) VALUES (?, 'last_seq', ?) "
+                "ON CONFLICT(batch, name) DO UPDATE SET value = excluded.value",
+                (CLI_BATCH, str(top)),
+            )
+            return keys
 
-    def record_intent(self, key: int) -> None:
-        """About to send the create for ``key`` (committed before the request goes out)."""
-        self._update(
-            key, "intent", state=JournalState.SUBMITTING.value, intent_at=time.time(), error=None
-        )
+        matched = await self._write(lambda: self.store.write(match))
+        self._keys.update(matched)
+        return [seq for seq, _ in matched]
 
-    def record_submitted(self, key: int, generation_id: str, status: str | None) -> None:
+    async def rows(self) -> list[JournalRow]:
+        """Every input: those in the current file by line, then the ones no longer in it."""
+        rows = await self._read(lambda conn: read_rows(conn, CLI_BATCH, self.path))
+        self._keys.update((r.key, r.store_key) for r in rows)
+        return rows
+
+    async def row(self, key: int) -> JournalRow | None:
+        """One input by key, or ``None``."""
+        rows = await self._read(lambda conn: read_rows(conn, CLI_BATCH, self.path, key))
+        return rows[0] if rows else None
+
+    async def events(self, key: int | None = None) -> list[tuple[float, int | None, str, Any]]:
+        """The audit trail ``(time, input key, event, detail)``, oldest first."""
+        return await self._read(lambda conn: read_events(conn, CLI_BATCH, key))
+
+    # ------------------------------------------------------------------ transitions
+
+    async def recover_interrupted(self) -> list[int]:
+        """At startup: inputs left ``submitting`` by a dead process become ``uncertain``."""
+        stuck = [r.key for r in await self.rows() if r.state is JournalState.SUBMITTING]
+        return [key for key in stuck if await self._apply(key, Event.ABANDONED, error=_INTERRUPTED)]
+
+    async def record_intent(self, key: int) -> None:
+        """About to send the create for ``key`` (committed before the request goes out).
+
+        The store's one-winner step ``pending``/``refused`` -> ``submitting``: if another
+        process (a library batch on the same file) took it first, the create is not sent
+        (:class:`~veo_async.batch.InputTaken`).
+        """
+        store_key = await self._store_key(key)
+        if not await self._write(lambda: self.store.claim_intent(store_key, self.worker)):
+            from .batch import InputTaken
+
+            raise InputTaken(f"input {key} was taken by another process")
+
+    async def record_submitted(self, key: int, generation_id: str, status: str | None) -> None:
         """The create for ``key`` returned ``generation_id``."""
-        self._update(
-            key,
-            "submitted",
-            {"generation_id": generation_id},
-            state=JournalState.SUBMITTED.value,
-            generation_id=generation_id,
-            status=status,
-            submitted_at=time.time(),
-        )
+        await self._apply(key, Event.SUBMITTED, generation_id=generation_id, status=status)
 
-    def record_not_sent(self, key: int) -> bool:
+    async def record_not_sent(self, key: int) -> bool:
         """The create for ``key`` was never sent after all (cancelled before it went out).
 
         Moves ``submitting`` back to ``pending``; any other state is left alone. Returns
         whether the row changed.
         """
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE inputs SET state = ?, updated_at = ? WHERE key = ? AND state = ?",
-                (JournalState.PENDING.value, time.time(), key, JournalState.SUBMITTING.value),
-            )
-            if cur.rowcount:
-                self._event(conn, key, "not_sent")
-            return bool(cur.rowcount)
+        return await self._apply(key, Event.NOT_SENT)
 
-    def record_uncertain(self, key: int, error: str) -> None:
+    async def record_uncertain(self, key: int, error: str) -> None:
         """The create for ``key`` may or may not have made a generation."""
-        self._update(key, "uncertain", error, state=JournalState.UNCERTAIN.value, error=error)
+        await self._apply(key, Event.UNCERTAIN, error=error)
 
-    def record_refused(self, key: int, error: str) -> None:
+    async def record_refused(self, key: int, error: str) -> None:
         """The create for ``key`` was refused; nothing was created (safe to submit again)."""
-        self._update(key, "refused", error, state=JournalState.REFUSED.value, error=error)
+        await self._apply(key, Event.REFUSED, error=error)
 
-    def record_finished(
+    async def record_finished(
         self,
         key: int,
         *,
@@ -438,91 +452,90 @@ class Journal:
         ``polls``: the status requests this run made for it (recorded in the event's detail,
         read by ``veo-async report`` as requests per input).
         """
-        state = JournalState.COMPLETED if video_url and error is None else JournalState.FAILED
-        detail: dict[str, Any] = {"generation_id": generation_id, "status": status}
-        if polls is not None:
-            detail["polls"] = polls
-        self._update(
+        await self._apply(
             key,
-            state.value,
-            detail,
-            state=state.value,
+            Event.FINISHED,
+            None if polls is None else {"polls": polls},
             generation_id=generation_id,
             status=status,
             video_url=video_url,
             credits=credits,
             error=error,
-            finished_at=time.time(),
         )
 
-    def record_status(self, key: int, status: str) -> None:
+    async def record_status(self, key: int, status: str) -> None:
         """The generation of ``key`` was seen in ``status`` (an event only; no state change).
 
         The batch records the first time a job is seen running (``generating``), which the
         report shows as "started" on its timeline.
         """
-        with self._tx() as conn:
-            self._event(conn, key, "status", {"status": status})
+        store_key = await self._store_key(key)
+        await self._write(lambda: self.store.note(store_key, "status", {"status": status}))
 
-    def record_still_running(
+    async def record_still_running(
         self, key: int, generation_id: str, error: str, polls: int | None = None
     ) -> None:
         """Waiting for ``key`` ran out of time; its id stays tracked for the next run."""
-        self._update(
+        await self._apply(
             key,
-            "timeout",
-            error if polls is None else {"error": error, "polls": polls},
-            state=JournalState.SUBMITTED.value,
+            Event.STILL_RUNNING,
+            None if polls is None else {"polls": polls},
             generation_id=generation_id,
             error=error,
         )
 
-    def record_downloaded(self, key: int, *, file: str, sha256: str, size: int) -> None:
+    async def record_downloaded(self, key: int, *, file: str, sha256: str, size: int) -> None:
         """The video of ``key`` is on disk at ``file`` (relative to the journal's folder)."""
-        self._update(
-            key,
-            "downloaded",
-            {"file": file, "sha256": sha256, "size": size},
-            state=JournalState.DOWNLOADED.value,
-            file=file,
-            sha256=sha256,
-            size=size,
-            error=None,
-            downloaded_at=time.time(),
-        )
+        await self._apply(key, Event.DOWNLOADED, file=file, sha256=sha256, size=size)
 
-    def record_download_failed(self, key: int, error: str) -> None:
+    async def record_download_failed(self, key: int, error: str) -> None:
         """The video of ``key`` could not be downloaded (the next run tries again)."""
-        self._update(key, "download_failed", error, state=JournalState.COMPLETED.value, error=error)
+        await self._apply(key, Event.DOWNLOAD_FAILED, error=error)
 
-    def record_file_lost(self, key: int, reason: str) -> None:
+    async def record_file_lost(self, key: int, reason: str) -> None:
         """A downloaded file is missing or does not match its SHA-256: download it again."""
-        self._update(
-            key,
-            "file_lost",
-            reason,
-            state=JournalState.COMPLETED.value,
-            file=None,
-            sha256=None,
-            size=None,
-            error=reason,
-        )
+        await self._apply(key, Event.FILE_LOST, error=reason)
 
-    def reset_for_resubmit(self, key: int, reason: str) -> None:
+    async def reset_for_resubmit(self, key: int, reason: str) -> None:
         """Make ``key`` submittable again (``--resubmit-uncertain``, ``--retry-failed``)."""
-        with self._tx() as conn:
-            row = conn.execute(
-                "SELECT generation_id, previous_ids FROM inputs WHERE key = ?", (key,)
-            ).fetchone()
-            if row is None:
-                raise JournalError(f"input {key} is not in the journal")
-            previous = json.loads(row["previous_ids"])
-            if row["generation_id"]:
-                previous.append(row["generation_id"])
-            conn.execute(
-                "UPDATE inputs SET state = ?, generation_id = NULL, status = NULL, "
-                "video_url = NULL, credits = NULL, error = NULL, previous_ids = ?, "
-                "updated_at = ? WHERE key = ?",
-                (JournalState.PENDING.value, json.dumps(previous), time.time(), key),
-            )
-            self._event(conn, key, "reset", reason)
+        await self._apply(key, Event.RESET, {"reason": reason})
+
+
+#: Bytes per database page of a new journal: every transaction (an intent, an id) writes its
+#: few pages to the WAL, so small pages keep the journal small on a nearly full disk.
+PAGE_SIZE = 1024
+#: Pages the WAL may hold before it is copied into the database (SQLite's default is 1000
+#: pages): with 1 KiB pages a batch folder on a nearly full disk then needs about the
+#: database's size plus 128 KiB for its journal, never megabytes.
+WAL_PAGES = 128
+
+
+def _bound_the_wal(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+
+
+def _prepare_folder(root: Path, name: str) -> Any | None:
+    """Create the folder and take its lock (one process per folder)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(f"cannot create the folder {disk_problem(root, exc)}") from None
+    try:
+        return _lock_folder(root / (name + ".lock"))
+    except OSError as exc:
+        raise JournalError(f"cannot lock the folder: {disk_problem(root, exc)}") from None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _check_request(row: tuple[Any, ...], path: Path) -> int:
+    """A matched job's seq, after checking its stored request is readable."""
+    seq, raw = row
+    try:
+        if raw is not None and not isinstance(json.loads(raw), dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise damaged(path, seq, "request", exc) from None
+    return int(seq)

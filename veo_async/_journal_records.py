@@ -1,8 +1,11 @@
 """The records of a batch journal: input states and rows, errors, the manifest, the lock.
 
 Split from :mod:`veo_async._journal` (which holds the :class:`~veo_async._journal.Journal`
-itself and re-exports every name here): what a journal row *is*, how a failure to write is
-worded (a full disk says so), how the manifest is written from the rows, and the folder lock.
+itself and re-exports every name here): what a journal row *is* and how it is read from the
+journal's store file (:func:`read_rows`, :func:`read_events`, :func:`read_meta`: plain
+synchronous readers, run on the store's worker thread by the journal and directly by the
+read-only report), how a failure to write is worded (a full disk says so), how the manifest is
+written from the rows, and the folder lock.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._exceptions import VeoError
+from ._inputs import redact_body
 
 __all__ = [
     "JournalError",
@@ -27,67 +31,11 @@ __all__ = [
     "JournalState",
     "disk_problem",
     "manifest_entry",
+    "read_events",
+    "read_meta",
+    "read_rows",
     "write_manifest",
 ]
-
-
-#: The journal's tables (schema 2): inputs keyed by content, an append-only event trail.
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS inputs (
-    key            INTEGER PRIMARY KEY AUTOINCREMENT,  -- stable id of the input, never reused
-    line           INTEGER,              -- 1-based line in the current input file (NULL: gone)
-    occurrence     INTEGER NOT NULL DEFAULT 0,  -- n-th input with this same request (from 0)
-    request        TEXT NOT NULL,        -- JSON body, long data URIs shortened
-    request_sha256 TEXT NOT NULL,        -- SHA-256 of the full canonical body
-    state          TEXT NOT NULL,        -- a JournalState value
-    generation_id  TEXT,
-    status         TEXT,                 -- last known generation status
-    video_url      TEXT,
-    credits        REAL,
-    error          TEXT,
-    file           TEXT,                 -- downloaded file, relative to the journal's folder
-    sha256         TEXT,
-    size           INTEGER,
-    previous_ids   TEXT NOT NULL DEFAULT '[]',  -- ids of earlier attempts (resubmissions)
-    intent_at      REAL,
-    submitted_at   REAL,
-    finished_at    REAL,
-    downloaded_at  REAL,
-    updated_at     REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inputs_generation_id ON inputs (generation_id);
-CREATE UNIQUE INDEX IF NOT EXISTS inputs_identity ON inputs (request_sha256, occurrence);
-CREATE TABLE IF NOT EXISTS events (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    at     REAL NOT NULL,
-    key    INTEGER,                      -- the input's key (NULL: the whole batch)
-    event  TEXT NOT NULL,
-    detail TEXT
-);
-"""
-
-#: Schema 1 keyed inputs by line number; its rows keep their line as their key.
-_MIGRATE_1_TO_2 = """
-DROP INDEX IF EXISTS inputs_generation_id;
-ALTER TABLE inputs RENAME TO inputs_v1;
-ALTER TABLE events RENAME COLUMN line TO key;
-"""
-_COPY_V1 = """
-INSERT INTO inputs (key, line, occurrence, request, request_sha256, state, generation_id, status,
-    video_url, credits, error, file, sha256, size, previous_ids, intent_at, submitted_at,
-    finished_at, downloaded_at, updated_at)
-SELECT line, line,
-    (SELECT COUNT(*) FROM inputs_v1 AS b
-     WHERE b.request_sha256 = a.request_sha256 AND b.line < a.line),
-    request, request_sha256, state, generation_id, status, video_url, credits, error, file,
-    sha256, size, previous_ids, intent_at, submitted_at, finished_at, downloaded_at, updated_at
-FROM inputs_v1 AS a;
-DROP TABLE inputs_v1;
-"""
 
 
 class JournalError(VeoError):
@@ -139,12 +87,16 @@ class JournalState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class JournalRow:
-    """One input as the journal knows it."""
+    """One input as the journal knows it (a job of the journal's store, with its line)."""
 
     key: int
+    """The input's number in the journal (the store job's ``seq``): stable, never reused."""
     line: int | None
+    """Its 1-based line in the current input file (``None``: no longer in the file)."""
     occurrence: int
+    """The n-th input with this same request, from 0."""
     request: dict[str, Any]
+    """The request body, long data URIs shortened."""
     request_sha256: str
     state: JournalState
     generation_id: str | None
@@ -160,20 +112,27 @@ class JournalRow:
     submitted_at: float | None
     finished_at: float | None
     downloaded_at: float | None
+    store_key: str = ""
+    """The job's key in the store (:func:`~veo_async.stores.input_key` of the request)."""
 
     @classmethod
     def _from_sql(cls, row: sqlite3.Row, path: Path) -> JournalRow:
-        key = row["key"]
+        key = row["seq"]
         column = "key"
         try:
             if not isinstance(key, int):
                 raise ValueError(f"not an integer: {key!r}")
+            store_key = str(row["key"])
+            digest, _, copy = store_key.rpartition(".")
+            if not copy.isdigit() or not digest:  # the first copy, or a job added by id
+                digest, copy = store_key, "1"
+            occurrence = int(copy) - 1
             column = "line"
             line = row["line"]
             if line is not None and not isinstance(line, int):
                 raise ValueError(f"not an integer: {line!r}")
             column = "request"
-            request = json.loads(row["request"])
+            request = {} if row["request"] is None else json.loads(row["request"])
             if not isinstance(request, dict):
                 raise ValueError("not a JSON object")
             column = "state"
@@ -193,9 +152,9 @@ class JournalRow:
             return cls(
                 key=key,
                 line=line,
-                occurrence=int(row["occurrence"]),
-                request=request,
-                request_sha256=str(row["request_sha256"]),
+                occurrence=occurrence,
+                request=redact_body(request),
+                request_sha256=digest,
                 state=state,
                 generation_id=row["generation_id"],
                 status=row["status"],
@@ -210,13 +169,73 @@ class JournalRow:
                 submitted_at=row["submitted_at"],
                 finished_at=row["finished_at"],
                 downloaded_at=row["downloaded_at"],
+                store_key=store_key,
             )
         except (ValueError, TypeError, RecursionError) as exc:
-            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            raise JournalError(
-                f"the journal {path} is damaged: input {key!r} has an unreadable {column} "
-                f"({detail}); move the folder aside and run the batch into a new --out folder"
-            ) from None
+            raise damaged(path, key, column, exc) from None
+
+
+def damaged(path: Path, key: object, column: str, exc: BaseException) -> JournalError:
+    """The one-line error for an unreadable value in the journal at ``path``."""
+    detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return JournalError(
+        f"the journal {path} is damaged: input {key!r} has an unreadable {column} "
+        f"({detail}); move the folder aside and run the batch into a new --out folder"
+    )
+
+
+# --------------------------------------------------------------------------- readers
+
+_ROWS = """
+SELECT j.seq, l.line, j.key, j.request, j.state, j.generation_id, j.status, j.video_url,
+    j.credits, j.error, j.file, j.sha256, j.size, j.previous_ids, j.intent_at, j.submitted_at,
+    j.finished_at, j.downloaded_at
+FROM jobs AS j LEFT JOIN job_lines AS l ON l.batch = j.batch AND l.key = j.key
+WHERE j.batch = ?
+"""
+
+
+def read_rows(
+    conn: sqlite3.Connection, batch: str, path: Path, seq: int | None = None
+) -> list[JournalRow]:
+    """The inputs of ``batch`` (those in the current file by line, then the ones no longer in
+    it), or the one numbered ``seq``. Raises :class:`JournalError` for a damaged value."""
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    if seq is None:
+        cur.execute(_ROWS + "ORDER BY l.line IS NULL, l.line, j.seq", (batch,))
+    else:
+        cur.execute(_ROWS + "AND j.seq = ?", (batch, seq))
+    return [JournalRow._from_sql(r, path) for r in cur.fetchall()]
+
+
+def read_events(
+    conn: sqlite3.Connection, batch: str, seq: int | None = None
+) -> list[tuple[float, int | None, str, Any]]:
+    """The audit trail ``(time, input key, event, detail)`` of ``batch``, oldest first."""
+    sql = (
+        "SELECT e.at, j.seq, e.event, e.detail FROM events AS e "
+        "LEFT JOIN jobs AS j ON j.batch = e.batch AND j.key = e.key WHERE e.batch = ?"
+    )
+    args: tuple[Any, ...] = (batch,)
+    if seq is not None:
+        sql, args = sql + " AND j.seq = ?", (batch, seq)
+    out: list[tuple[float, int | None, str, Any]] = []
+    for at, key, event, raw in conn.execute(sql + " ORDER BY e.id", args):
+        try:
+            detail = None if raw is None else json.loads(raw)
+        except (ValueError, RecursionError):
+            detail = raw
+        out.append((at, key, event, detail))
+    return out
+
+
+def read_meta(conn: sqlite3.Connection, batch: str, name: str) -> str | None:
+    """A value of the batch's ``store_meta``, or ``None``."""
+    row = conn.execute(
+        "SELECT value FROM store_meta WHERE batch = ? AND name = ?", (batch, name)
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 # --------------------------------------------------------------------------- manifest

@@ -13,9 +13,11 @@ becomes *uncertain*, a lost or corrupt file is downloaded again, stale partial d
 removed), applies ``retry_failed`` / ``resubmit_uncertain`` and splits the inputs into ids
 to poll again and inputs to submit. Every step is its own function, in the order it runs.
 
-It is a private module on purpose: the public durable-batch API is its own design (a later
-issue); this module only gives the logic one home outside the command line, where library
-code and tests can call it.
+It is a private module on purpose: the public durable batch is ``client.batch(inputs,
+store=...)``; this module plans the command line's run over its journal (an
+:class:`~veo_async.stores.SQLiteStore` file, batch ``cli``, which that public API can also
+resume). Every function is a coroutine: journal calls run on the store's worker thread, file
+checks (hashing a downloaded video) in a worker thread too, never on the event loop.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
+import anyio.to_thread
 
 from ._download import safe_filename
 from ._engine import BatchResult
@@ -113,7 +118,9 @@ def file_sha256(path: Path) -> str | None:
 # --------------------------------------------------------------------------- planning
 
 
-def prepare_batch(journal: Journal, inputs: list[ParsedInput], options: ResumeOptions) -> Plan:
+async def prepare_batch(
+    journal: Journal, inputs: list[ParsedInput], options: ResumeOptions
+) -> Plan:
     """Check the journal against the inputs, recover a crashed run, and plan this run.
 
     Raises :class:`ResumeError` (nothing changed) when the journal was made from other
@@ -121,9 +128,9 @@ def prepare_batch(journal: Journal, inputs: list[ParsedInput], options: ResumeOp
     """
     plan = Plan(inputs=inputs)
     fingerprint = request_fingerprint(inputs)
-    _check_fingerprint(journal, fingerprint, options, plan)
-    check_target(journal, options)
-    keys = journal.match_inputs(
+    await _check_fingerprint(journal, fingerprint, options, plan)
+    await check_target(journal, options)
+    keys = await journal.match_inputs(
         [
             (item.line, redact_body(item.request.to_body()), body_hash(item.request))
             for item in inputs
@@ -131,32 +138,32 @@ def prepare_batch(journal: Journal, inputs: list[ParsedInput], options: ResumeOp
     )
     plan.lines = {key: item.line for key, item in zip(keys, inputs, strict=True)}
     plan.numbers = {key: number for number, key in enumerate(keys, start=1)}
-    _recover_interrupted(journal, options, plan)
-    journal.set_meta("fingerprint", fingerprint)
-    journal.set_meta("source", options.source)
-    journal.set_meta("target", options.target)
+    await _recover_interrupted(journal, options, plan)
+    await journal.set_meta("fingerprint", fingerprint)
+    await journal.set_meta("source", options.source)
+    await journal.set_meta("target", options.target)
     if plan.resumed and options.target == EMULATE_TARGET:
-        _forget_emulated(journal)
-    _verify_files(journal, options, plan)
-    _apply_retries(journal, options)
-    _split(journal, keys, plan)
+        await _forget_emulated(journal)
+    await _verify_files(journal, options, plan)
+    await _apply_retries(journal, options)
+    await _split(journal, keys, plan)
     return plan
 
 
-def _check_fingerprint(
+async def _check_fingerprint(
     journal: Journal, fingerprint: str, options: ResumeOptions, plan: Plan
 ) -> None:
     """Refuse (unless ``force``) a journal made from different inputs."""
-    stored = journal.get_meta("fingerprint")
+    stored = await journal.get_meta("fingerprint")
     plan.resumed = stored is not None
     if stored is None or stored == fingerprint:
         return
-    made_from = journal.get_meta("source") or "another file"
+    made_from = await journal.get_meta("source") or "another file"
     if not options.force:
         same = made_from == options.source
         raise ResumeError(
             f"{journal.folder} already holds a batch made from different inputs "
-            f"({len(journal.rows())} inputs from {made_from}"
+            f"({len(await journal.rows())} inputs from {made_from}"
             + (", which has changed since" if same else "")
             + f"). Resuming it with {options.source} could mix them up. Use another --out "
             "folder, or pass --force to continue with the new inputs (inputs are matched by "
@@ -180,13 +187,13 @@ def _has_results(row: JournalRow) -> bool:
     return row.state not in (JournalState.PENDING, JournalState.REFUSED)
 
 
-def check_target(journal: Journal, options: ResumeOptions) -> None:
+async def check_target(journal: Journal, options: ResumeOptions) -> None:
     """Refuse to mix results of two services (the emulator's samples are not real videos)."""
     target = options.target
-    stored = journal.get_meta("target")
+    stored = await journal.get_meta("target")
     if stored is None or stored == target:
         return
-    if not any(_has_results(row) for row in journal.rows()):
+    if not any(_has_results(row) for row in await journal.rows()):
         return  # nothing was made there yet: nothing to mix up
     folder = journal.folder
     if EMULATE_TARGET in (stored, target):
@@ -205,15 +212,15 @@ def check_target(journal: Journal, options: ResumeOptions) -> None:
         )
 
 
-def _recover_interrupted(journal: Journal, options: ResumeOptions, plan: Plan) -> None:
+async def _recover_interrupted(journal: Journal, options: ResumeOptions, plan: Plan) -> None:
     """Creates in flight when the last run died become uncertain; say which inputs left."""
-    for key in journal.recover_interrupted():
+    for key in await journal.recover_interrupted():
         where = f"{options.source}:{plan.lines[key]}" if key in plan.lines else options.source
         plan.notes.append(
             f"{where}: the previous run stopped while its create request was in flight; it "
             "may or may not have been created (uncertain, not resubmitted)"
         )
-    gone = [row for row in journal.rows() if row.line is None]
+    gone = [row for row in await journal.rows() if row.line is None]
     if gone:
         plan.notes.append(
             f"{len(gone)} input(s) of the journal are no longer in {options.source}; their "
@@ -221,46 +228,46 @@ def _recover_interrupted(journal: Journal, options: ResumeOptions, plan: Plan) -
         )
 
 
-def _forget_emulated(journal: Journal) -> None:
+async def _forget_emulated(journal: Journal) -> None:
     """An in-process emulator dies with its process: its ids cannot be polled again.
 
     Emulated generations cost nothing, so they are made again.
     """
-    for row in journal.rows():
+    for row in await journal.rows():
         if row.state in (JournalState.SUBMITTED, JournalState.COMPLETED, JournalState.UNCERTAIN):
-            journal.reset_for_resubmit(
+            await journal.reset_for_resubmit(
                 row.key, "the emulator of an earlier run is gone; resubmitting (free)"
             )
 
 
-def _verify_files(journal: Journal, options: ResumeOptions, plan: Plan) -> None:
+async def _verify_files(journal: Journal, options: ResumeOptions, plan: Plan) -> None:
     """Download again a file that is missing or corrupt; remove stale partial downloads."""
-    for row in journal.rows():
+    for row in await journal.rows():
         if row.state is not JournalState.DOWNLOADED or row.line is None:
             continue
-        problem = check_file(journal.folder, row)
+        problem = await anyio.to_thread.run_sync(check_file, journal.folder, row)
         if problem is not None:
-            journal.record_file_lost(row.key, problem)
+            await journal.record_file_lost(row.key, problem)
             plan.notes.append(f"{options.source}:{row.line}: {problem}; downloading it again")
-    removed = remove_stale_parts(journal.folder)
+    removed = await anyio.to_thread.run_sync(remove_stale_parts, journal.folder)
     if removed:
         plan.notes.append(f"removed {removed} partial download(s) left by an interrupted run")
 
 
-def _apply_retries(journal: Journal, options: ResumeOptions) -> None:
+async def _apply_retries(journal: Journal, options: ResumeOptions) -> None:
     """``--resubmit-uncertain`` and ``--retry-failed``: make those inputs submittable."""
-    for row in journal.rows():
+    for row in await journal.rows():
         if row.line is None:
             continue
         if options.resubmit_uncertain and row.state is JournalState.UNCERTAIN:
-            journal.reset_for_resubmit(row.key, "--resubmit-uncertain")
+            await journal.reset_for_resubmit(row.key, "--resubmit-uncertain")
         elif options.retry_failed and row.state is JournalState.FAILED:
-            journal.reset_for_resubmit(row.key, "--retry-failed")
+            await journal.reset_for_resubmit(row.key, "--retry-failed")
 
 
-def _split(journal: Journal, keys: list[int], plan: Plan) -> None:
+async def _split(journal: Journal, keys: list[int], plan: Plan) -> None:
     """Inputs never sent are submitted; inputs with a known id are polled again."""
-    rows = {row.key: row for row in journal.rows()}
+    rows = {row.key: row for row in await journal.rows()}
     for key, item in zip(keys, plan.inputs, strict=True):
         row = rows[key]
         if row.state in (JournalState.PENDING, JournalState.REFUSED):
@@ -309,7 +316,9 @@ def journal_key(key: object) -> int:
     return key
 
 
-def record_result(journal: Journal, result: BatchResult, polls: int | None = None) -> JournalState:
+async def record_result(
+    journal: Journal, result: BatchResult, polls: int | None = None
+) -> JournalState:
     """Record how an input ended: completed, failed, refused, uncertain or still running.
 
     ``polls`` is the number of status requests this run made for it (kept in the event).
@@ -320,7 +329,7 @@ def record_result(journal: Journal, result: BatchResult, polls: int | None = Non
     generation = result.generation
     gid = result.generation_id or (generation.id if generation is not None else None)
     if result.ok and generation is not None:
-        journal.record_finished(
+        await journal.record_finished(
             key,
             generation_id=generation.id,
             status=str(generation.status),
@@ -330,17 +339,17 @@ def record_result(journal: Journal, result: BatchResult, polls: int | None = Non
             polls=polls,
         )
     elif isinstance(error, CreateOutcomeUnknownError):
-        journal.record_uncertain(key, str(error))
+        await journal.record_uncertain(key, str(error))
     elif gid is None:
-        journal.record_refused(key, str(error) if error is not None else "not submitted")
+        await journal.record_refused(key, str(error) if error is not None else "not submitted")
     else:
-        _record_ended(journal, key, gid, result, polls)
-    row = journal.row(key)
+        await _record_ended(journal, key, gid, result, polls)
+    row = await journal.row(key)
     assert row is not None
     return row.state
 
 
-def _record_ended(
+async def _record_ended(
     journal: Journal, key: int, gid: str, result: BatchResult, polls: int | None
 ) -> None:
     """An input with a generation id that did not complete: failed, unknown, or running on."""
@@ -348,7 +357,7 @@ def _record_ended(
     if isinstance(error, GenerationFailedError) or (generation is not None and generation.failed):
         failed = error.generation if isinstance(error, GenerationFailedError) else generation
         assert failed is not None
-        journal.record_finished(
+        await journal.record_finished(
             key,
             generation_id=gid,
             status=str(failed.status),
@@ -358,7 +367,7 @@ def _record_ended(
             polls=polls,
         )
     elif isinstance(error, NotFoundError):
-        journal.record_finished(
+        await journal.record_finished(
             key,
             generation_id=gid,
             status=None,
@@ -368,6 +377,6 @@ def _record_ended(
             polls=polls,
         )
     else:
-        journal.record_still_running(
+        await journal.record_still_running(
             key, gid, str(error) if error is not None else "did not finish in this run", polls
         )

@@ -71,7 +71,12 @@ def _journal_states(out: Path) -> dict[int, str]:
         return {}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        return dict(conn.execute("SELECT line, state FROM inputs"))
+        return dict(
+            conn.execute(
+                "SELECT l.line, j.state FROM jobs AS j "
+                "JOIN job_lines AS l ON l.batch = j.batch AND l.key = j.key"
+            )
+        )
     except sqlite3.OperationalError:
         return {}
     finally:

@@ -250,7 +250,9 @@ def batch(prompts: str, **kwargs: Any) -> None:
     changed prompts are submitted. A folder made with --emulate never mixes with real
     results (nor the other way round). A failed download fails only its input (the rerun
     fetches it); a full disk stops submitting and never loses a generation id. Ctrl-C stops
-    submitting and exits cleanly (press it again to quit at once).
+    submitting and exits cleanly (press it again to quit at once). The journal is a job store
+    (batch id cli): `veo-async status --store sqlite:///ABS/OUT/.veo-async-journal.sqlite3
+    --batch-id cli` shows it, and the library's client.batch(..., store=that URL) resumes it.
 
     With --store redis://HOST:PORT/DB, start the same command on several processes or machines,
     each with its own --out: they share the batch through Redis, each input is generated once

@@ -303,9 +303,7 @@ async def _run_journaled(
 ) -> int:
     stats = RunStats()
     try:
-        plan = await anyio.to_thread.run_sync(
-            prepare_batch, journal, inputs, _resume_options(settings, options)
-        )
+        plan = await prepare_batch(journal, inputs, _resume_options(settings, options))
     except ResumeError as exc:
         raise CliError(str(exc)) from None
     _announce(plan, options)
@@ -323,7 +321,7 @@ async def _run_journaled(
         events.close()
         await _final_manifest(journal, failure)
     wanted = set(plan.lines)
-    rows = [r for r in await anyio.to_thread.run_sync(journal.rows) if r.key in wanted]
+    rows = [r for r in await journal.rows() if r.key in wanted]
     summary = summarize(
         rows,
         source=options.source,
@@ -357,11 +355,10 @@ async def run_batch_command(settings: Settings, options: BatchOptions) -> int:
         return await run_store_batch(settings, options, inputs, options.store)
     async with open_client(settings) as client:
         try:
-            journal = await anyio.to_thread.run_sync(Journal.open, options.out)
+            journal = await Journal.open(options.out)
         except JournalError as exc:
             raise CliError(str(exc)) from None
         try:
             return await _run_journaled(client, settings, options, inputs, journal)
         finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(journal.close)
+            await journal.close()  # shielded

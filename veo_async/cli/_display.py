@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from .._journal import JournalRow, JournalState
+from .._journal import CLI_BATCH, JOURNAL_NAME, JournalRow, JournalState
 from .._pricing import format_credits
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, echo_err
 from ._run import MANIFEST_NAME, RunStats
@@ -178,6 +178,13 @@ def _advice(code: int, problems: list[dict[str, Any]], command: str) -> list[str
     return lines
 
 
+def journal_store_url(out: Path) -> str:
+    """The journal of ``out`` as a store URL (``sqlite:///abs/OUT/.veo-async-journal.sqlite3``):
+    with batch id ``cli`` it is read by ``veo-async status --store`` and resumed by
+    ``client.batch(inputs, store=url, store_options=StoreOptions(batch_id="cli"))``."""
+    return "sqlite://" + str((out / JOURNAL_NAME).resolve())
+
+
 def summarize(
     rows: list[JournalRow],
     *,
@@ -193,10 +200,12 @@ def summarize(
     credits = sum(r.credits or 0 for r in rows)
     problems = [_problem(r) for r in rows if r.state is not JournalState.DOWNLOADED]
     code = _exit_code(stats, problems)
+    store = journal_store_url(out)
     doc: dict[str, Any] = {
         "source": source,
         "out": str(out),
         "manifest": str(out / MANIFEST_NAME),
+        "store": {"url": store, "batch_id": CLI_BATCH},
         "inputs": len(rows),
         "states": dict(sorted(states.items())),
         "downloaded": states.get("downloaded", 0),
@@ -229,5 +238,6 @@ def summarize(
         lines.append(f"submission stopped early: {stats.stop_reason}")
     lines += _problem_lines(source, problems)
     lines.append(f"manifest: {out / MANIFEST_NAME}")
+    lines.append(f"journal: veo-async status --store {store} --batch-id {CLI_BATCH}")
     lines += _advice(code, problems, command)
     return Summary(code, doc, lines)

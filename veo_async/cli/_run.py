@@ -1,6 +1,7 @@
 """Running one planned batch: the engine, the journal observer, downloads and signals.
 
-The engine's observer hooks write the journal: the intent before each create, the id after
+The engine's observer hooks write the journal (an SQLiteStore: every write runs on the
+store's worker thread, never on the event loop): the intent before each create, the id after
 it, the first time a job is seen running, each result (with its status-request count).
 Signals: the first SIGINT/SIGTERM stops submitting, waits until the creates already in
 flight have their ids recorded, then cancels the rest (polls and downloads resume next run);
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import math
 import os
 import signal
@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -40,7 +40,6 @@ from ._events import EventLog
 __all__ = ["MANIFEST_NAME", "RunSettings", "RunStats", "execute", "refresh_manifest"]
 
 MANIFEST_NAME = "manifest.jsonl"
-_T = TypeVar("_T")
 
 #: Seconds between manifest rewrites while a run goes on (only when something changed).
 MANIFEST_INTERVAL = 2.0
@@ -170,12 +169,9 @@ class JournalObserver(NullObserver):
         self.items = items
         self.events = events
         self.limiter = anyio.CapacityLimiter(1)
+        """One manifest write at a time."""
         self.on_change: Callable[[], None] = lambda: None
         self._started: set[int] = set()
-
-    async def call(self, func: Callable[..., _T], *args: Any) -> _T:
-        """Run a journal call in a worker thread, one at a time."""
-        return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=self.limiter)
 
     def _where(self, key: int) -> tuple[int | None, int | None]:
         return self.plan.numbers.get(key), self.plan.lines.get(key)
@@ -193,7 +189,7 @@ class JournalObserver(NullObserver):
         key = journal_key(item.key)
         self.stop.in_flight.add(index)
         try:
-            await self.call(self.journal.record_intent, key)
+            await self.journal.record_intent(key)
         except BaseException:
             self.stop.done(index)
             raise
@@ -206,9 +202,7 @@ class JournalObserver(NullObserver):
         """
         key = journal_key(item.key)
         try:
-            await self.call(
-                self.journal.record_submitted, key, generation.id, str(generation.status)
-            )
+            await self.journal.record_submitted(key, generation.id, str(generation.status))
             self.stats.submitted += 1
         except Exception as exc:
             line = self.plan.lines.get(key, "?")
@@ -227,7 +221,7 @@ class JournalObserver(NullObserver):
         """Record how the input ended (with its status-request count) and log the event."""
         key = journal_key(result.key)
         try:
-            state = await self.call(record_result, self.journal, result, result.polls)
+            state = await record_result(self.journal, result, result.polls)
         finally:
             self.stop.done(result.index)
         self.stats.ended[state.value] += 1
@@ -274,7 +268,7 @@ class JournalObserver(NullObserver):
     async def _record_status(self, key: int, status: str) -> None:
         # A lost "started" mark is cosmetic; the next write reports a full disk.
         with contextlib.suppress(JournalError):
-            await self.call(self.journal.record_status, key, status)
+            await self.journal.record_status(key, status)
 
     def on_progress(self, counts: BatchCounts) -> None:
         """Keep the latest counters for the display."""
@@ -284,7 +278,7 @@ class JournalObserver(NullObserver):
 
 async def refresh_manifest(journal: Journal, path: Path, limiter: anyio.CapacityLimiter) -> None:
     """Rewrite ``manifest.jsonl`` from the journal (atomically)."""
-    rows = await anyio.to_thread.run_sync(journal.rows, limiter=limiter)
+    rows = await journal.rows()
     await anyio.to_thread.run_sync(write_manifest, path, rows, limiter=limiter)
 
 
@@ -371,7 +365,7 @@ async def _download_one(
         # and the next run downloads it again. Cancellation is not an Exception.
         stats.download_failed += 1
         text = download_error(exc, journal.folder)
-        await observer.call(journal.record_download_failed, job.key, text)
+        await journal.record_download_failed(job.key, text)
         observer.events.write(
             "download_failed",
             *where,
@@ -381,11 +375,7 @@ async def _download_one(
         )
     else:
         stats.downloaded += 1
-        await observer.call(
-            functools.partial(
-                journal.record_downloaded, job.key, file=name, sha256=video.sha256, size=video.size
-            )
-        )
+        await journal.record_downloaded(job.key, file=name, sha256=video.sha256, size=video.size)
         observer.events.write(
             "downloaded", *where, generation_id=job.generation.id, file=name, size=video.size
         )
@@ -468,18 +458,20 @@ async def _run_batch(
                 if result.ok and result.generation is not None:
                     key = journal_key(result.key)
                     number = plan.numbers[key]
-                    send.send_nowait(_Download(key, number, result.request, result.generation))
+                    # The download workers are gone only when the run is being cancelled (a
+                    # stop): the result is in the journal, the next run downloads it.
+                    with contextlib.suppress(anyio.BrokenResourceError):
+                        send.send_nowait(_Download(key, number, result.request, result.generation))
 
 
 async def _settle(batch: Any, journal: Journal, observer: JournalObserver) -> None:
     """After the batch: never-sent intents go back to pending, unanswered creates uncertain."""
     for _, item in batch.unsubmitted():
-        await observer.call(journal.record_not_sent, journal_key(item.key))
+        await journal.record_not_sent(journal_key(item.key))
     for _, item in batch.uncertain():
-        row = await observer.call(journal.row, journal_key(item.key))
+        row = await journal.row(journal_key(item.key))
         if row is not None and row.state is JournalState.SUBMITTING:
-            await observer.call(
-                journal.record_uncertain,
+            await journal.record_uncertain(
                 row.key,
                 "the run stopped before the create request was answered; it may "
                 "or may not have started a billed generation",

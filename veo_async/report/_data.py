@@ -1,9 +1,11 @@
 """Read a batch folder (journal, else manifest) into plain report records, never writing to it.
 
-The journal is opened **read-only** through SQLite's ``mode=ro`` URI, wrapped in
-:class:`~veo_async._journal.Journal` for its reading methods (``rows``, ``events``,
-``get_meta``), without taking the folder lock: a report can be made while a batch runs in
-the folder, and making one never blocks a batch from starting. A folder without a journal
+The journal (an :class:`~veo_async.stores.SQLiteStore` file, batch ``cli``) is opened
+**read-only** through SQLite's ``mode=ro`` URI and read with the journal's own readers
+(:func:`~veo_async._journal_records.read_rows`, ``read_events``, ``read_meta``), without taking
+the folder lock: a report can be made while a batch runs in the folder, and making one never
+blocks a batch from starting. A journal written by an older veo-async is migrated in a copy in
+memory, never in the folder. A folder without a journal
 (copied elsewhere, or the journal deleted) is read from ``manifest.jsonl``; a folder with
 neither is an error. Missing video files, a missing manifest, a crashed run (inputs left
 ``submitting``) and unreadable manifest lines are reported as notes, not errors.
@@ -24,7 +26,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .._exceptions import VeoError
-from .._journal import JOURNAL_NAME, Journal, JournalRow
+from .._journal import CLI_BATCH, JOURNAL_NAME, JournalRow
+from .._journal_records import read_events, read_meta, read_rows
 from .._pricing import UnknownModelPriceError, estimate_credits
 
 __all__ = ["MANIFEST_NAME", "BatchReport", "ReportError", "ReportJob", "load_batch"]
@@ -249,14 +252,33 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _from_journal(root: Path, path: Path) -> BatchReport:
-    conn = _connect_read_only(path)
-    journal = Journal(conn, path, None)
+def _in_memory_migrated(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """An old journal, copied into memory and migrated there (the folder is never written)."""
+    from ..stores._legacy import migrate_legacy
+    from ..stores._sqlite import _SCHEMA
+
+    memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     try:
-        rows = journal.rows()
-        events = journal.events()
-        source = journal.get_meta("source")
-        target = journal.get_meta("target")
+        conn.backup(memory)
+        migrate_legacy(memory, _SCHEMA)
+    except BaseException:
+        memory.close()
+        raise
+    return memory
+
+
+def _from_journal(root: Path, path: Path) -> BatchReport:
+    from ..stores._legacy import is_legacy
+
+    conn = _connect_read_only(path)
+    try:
+        if is_legacy(conn):
+            old, conn = conn, _in_memory_migrated(conn)
+            old.close()
+        rows = read_rows(conn, CLI_BATCH, path)
+        events = read_events(conn, CLI_BATCH)
+        source = read_meta(conn, CLI_BATCH, "source")
+        target = read_meta(conn, CLI_BATCH, "target")
     finally:
         conn.close()
     per_key: dict[int, list[tuple[float, str, Any]]] = {}

@@ -8,10 +8,17 @@ one connection), never on the event loop; a cancelled caller lets its transactio
 Several processes on one machine may share the file (``BEGIN IMMEDIATE`` serialises writers,
 readers never block in WAL mode): the intent step is still won by exactly one of them. Leases
 use this machine's wall clock, which is shared by all of them.
+
+``veo-async batch`` without ``--store`` keeps its journal in such a file too
+(``OUT/.veo-async-journal.sqlite3``, batch ``cli``): :class:`~veo_async._journal.Journal` is a
+thin adapter over this class, which also records each input's line in the CLI's input file
+(``job_lines``), and moves an old journal into these tables when it opens one
+(:mod:`._legacy`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -35,6 +42,7 @@ from ._base import (
     plan_transition,
     validate_batch_id,
 )
+from ._legacy import LegacyJournalError, migrate_legacy
 
 __all__ = ["SQLiteStore"]
 
@@ -92,6 +100,12 @@ CREATE TABLE IF NOT EXISTS events (
     event  TEXT NOT NULL,
     detail TEXT
 );
+CREATE TABLE IF NOT EXISTS job_lines (  -- the CLI journal: each input's line in its file
+    batch TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    line  INTEGER NOT NULL,               -- 1-based (no row: not in the current file)
+    PRIMARY KEY (batch, key)
+);
 """
 
 _COLUMNS = (
@@ -123,11 +137,18 @@ class SQLiteStore:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, batch_id: str) -> SQLiteStore:
-        """Open (or create) the store file at ``path`` for batch ``batch_id``."""
+    async def open(
+        cls, path: str | os.PathLike[str], *, batch_id: str, page_size: int | None = None
+    ) -> SQLiteStore:
+        """Open (or create) the store file at ``path`` for batch ``batch_id``.
+
+        ``page_size`` (bytes, a power of two from 512) applies to a file this call creates:
+        smaller pages mean smaller WAL frames per transaction (the CLI journal uses 1024 so a
+        batch on a nearly full disk still records its ids); SQLite's default otherwise.
+        """
         validate_batch_id(batch_id)
         file = Path(path)
-        conn = await anyio.to_thread.run_sync(_connect, file)
+        conn = await anyio.to_thread.run_sync(_connect, file, page_size)
         return cls(conn, file, batch_id)
 
     async def aclose(self) -> None:
@@ -159,14 +180,34 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (a full disk) may leave the transaction open: end it, so the
+            # connection stays usable and a retry starts clean.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     async def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         return await self._run(self._tx, fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(connection)`` on the store's worker thread (SQLite only).
+
+        For readers that need SQL the protocol does not offer (the CLI journal's rows with
+        their lines, the report). ``fn`` must only read; raw ``sqlite3`` errors propagate.
+        """
+        return await self._run(fn, self._conn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(connection)`` in one ``BEGIN IMMEDIATE`` transaction on the store's thread.
+
+        SQLite only, for bookkeeping outside the job states (the CLI journal's input lines);
+        state changes go through :meth:`claim_intent` and :meth:`transition`.
+        """
+        return await self._write(fn)
 
     def _event(self, conn: sqlite3.Connection, key: str | None, event: str, detail: Any) -> None:
         conn.execute(
@@ -281,6 +322,23 @@ class SQLiteStore:
 
     async def transition(self, key: str, event: Event, **fields: Any) -> bool:
         """Apply ``event`` to ``key`` (see :data:`~veo_async.stores.TRANSITIONS`)."""
+        return await self.apply(key, event, fields)
+
+    async def apply(
+        self,
+        key: str,
+        event: Event,
+        fields: Mapping[str, Any],
+        note: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """:meth:`transition` with extra facts for the event's detail (SQLite only).
+
+        ``note`` (e.g. ``{"polls": 4}``) goes into the audit trail, not into the job. The
+        event is named after the event, except :data:`Event.FINISHED`, which is named after
+        the state it reached (``completed`` or ``failed``).
+        """
+        fields = dict(fields)
+        extra = dict(note or {})
         sources, target, values, rule = plan_transition(event, fields)
 
         def apply(conn: sqlite3.Connection) -> bool:
@@ -312,10 +370,21 @@ class SQLiteStore:
                 f"UPDATE jobs SET {columns} WHERE batch = ? AND key = ?",
                 (*sets.values(), self._batch, key),
             )
-            self._event(conn, key, event.value, {k: v for k, v in fields.items() if v is not None})
+            detail = {k: v for k, v in fields.items() if v is not None}
+            detail.update(extra)
+            name = target.value if event is Event.FINISHED else event.value
+            self._event(conn, key, name, detail)
             return True
 
         return await self._write(apply)
+
+    async def note(self, key: str | None, event: str, detail: Any = None) -> None:
+        """Append an event to the audit trail, changing no job (SQLite only)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            self._event(conn, key, event, detail)
+
+        await self._write(write)
 
     # ------------------------------------------------------------------ reads
 
@@ -510,7 +579,7 @@ class SQLiteStore:
         await self._write(done)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, page_size: int | None = None) -> sqlite3.Connection:
     """Open (and on first use set up) the store file; several processes may do it at once.
 
     Two processes opening a new file together can meet SQLite's "database is locked" while
@@ -520,7 +589,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     deadline = time.monotonic() + 30.0
     while True:
         try:
-            return _connect_once(path)
+            return _connect_once(path, page_size)
         except StoreError as exc:
             locked = isinstance(exc.__cause__, sqlite3.OperationalError) and "locked" in str(
                 exc.__cause__
@@ -530,29 +599,51 @@ def _connect(path: Path) -> sqlite3.Connection:
             time.sleep(0.05)
 
 
-def _connect_once(path: Path) -> sqlite3.Connection:
+def _connect_once(path: Path, page_size: int | None = None) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        if page_size is not None:  # only takes effect before the file's first write
+            conn.execute(f"PRAGMA page_size={int(page_size)}")
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a committed intent or id is on disk before the call returns.
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
+        try:  # an old CLI journal: its tables move into the store's, in one transaction
+            migrate_legacy(conn, _SCHEMA)
+        except LegacyJournalError as exc:
+            raise StoreError(f"the journal {path} {exc}") from None
+        # One transaction for the whole schema: a handful of pages in the WAL, not one
+        # transaction (and a copy of the schema page) per table.
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            + _SCHEMA
+            + "INSERT OR IGNORE INTO store_meta (batch, name, value) "
+            + f"VALUES ('', 'schema_version', '{SCHEMA_VERSION}');"
+            + "COMMIT;"
+        )
         row = conn.execute(
             "SELECT value FROM store_meta WHERE batch = '' AND name = 'schema_version'"
         ).fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT OR IGNORE INTO store_meta (batch, name, value) "
-                "VALUES ('', 'schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(f"{path} was written by a newer veo-async (schema {row[0]}); upgrade")
+        if row is not None:
+            try:
+                version = int(row[0])
+            except (TypeError, ValueError):
+                raise StoreError(
+                    f"the job store {path} is damaged: schema_version is {row[0]!r}, not a "
+                    "number; move the file aside (a CLI journal: run the batch into a new --out "
+                    "folder)"
+                ) from None
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path} was written by a newer veo-async (schema {version}); upgrade"
+                )
     except sqlite3.DatabaseError as exc:
         if conn is not None:
             conn.close()
         raise StoreError(f"cannot open the job store {path}: {exc}") from exc
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
     return conn
