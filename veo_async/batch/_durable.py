@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DurableBatch", "StoreOptions"]
 
+RECORD_BATCH = 256
+"""At most this many results that are already waiting are recorded in one store call."""
+
 log = logging.getLogger("veo_async.batch")
 
 
@@ -197,6 +200,8 @@ class DurableBatch(Batch):
         self._sent: list[int] = []  # engine arrival index -> position
         self._held: dict[str, WorkItem] = {}
         self._side: deque[BatchResult] = deque()
+        self._ready: deque[BatchResult] = deque()  # recorded, not returned yet
+        self._returned: list[BatchResult] = []  # returned, lease not ended yet
         self._inner: Batch | None = None
         self._tg: TaskGroup | None = None
         self._bg_scope = anyio.CancelScope()
@@ -316,6 +321,8 @@ class DurableBatch(Batch):
                 if self._recv is not None:
                     self._recv.close()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    await self._end_returned()
+                    await self._give_back_unreturned()
                     await self._settle_leftovers(inner)
         finally:
             if self._owns_store and self.store is not None:
@@ -459,35 +466,81 @@ class DurableBatch(Batch):
             raise RuntimeError("iterate a batch inside `async with client.batch(...) as batch:`")
         if self._side:
             return self._side.popleft()
+        if self._ready:
+            result = self._ready.popleft()
+            self._returned.append(result)
+            return result
+        # Before waiting: end the leases of the results already returned (see _record).
+        await self._end_returned()
         try:
             result = await inner.__anext__()
         except StopAsyncIteration:
             if self._side:
                 return self._side.popleft()
             raise
-        result.index = self._sent[result.index]
-        await self._record(result)
+        results = [result]
+        while len(results) < RECORD_BATCH and inner._runner.outbox.waiting() > 0:
+            results.append(await inner.__anext__())
+        for each in results:
+            each.index = self._sent[each.index]
+        await self._record(results)
+        self._ready.extend(results[1:])
         return result
 
-    async def _record(self, result: BatchResult) -> None:
-        """Write a consumed result to the store and end its lease, before the caller sees it
-        (so a result is reported at most once across workers and runs)."""
-        store, key = self.store, result.key
+    async def _record(self, results: list[BatchResult]) -> None:
+        """Write consumed results to the store before the caller sees any of them, and end
+        the first one's lease (it is returned now).
+
+        Results that were already waiting are recorded together, in one store call (Redis: one
+        round trip for all of them). The others' leases end only once they have been returned
+        (:meth:`_end_returned`, before the next wait): a caller that stops early leaves them
+        leased, so a rerun or a peer reports them (as settled jobs) instead of nobody.
+        """
+        store = self.store
         assert store is not None
-        if not isinstance(key, str):
-            return
-        event, fields = _outcome(result)
-        # Still running: keep the lease until this worker stops; a later run resumes it.
-        item = self._held.pop(key, None) if event is not Event.STILL_RUNNING else None
-        acks = [item] if item is not None else []
+        changes: list[tuple[str, Event, dict[str, Any]]] = []
+        for result in results:
+            if isinstance(result.key, str):
+                event, fields = _outcome(result)
+                changes.append((result.key, event, fields))
+        acks = self._take_leases(results[:1])
         transition_many = getattr(store, "transition_many", None)
         if transition_many is not None:
-            # the outcome and the lease's end in one round trip (Redis: a pipeline)
-            await transition_many([(key, event, fields)], worker=self.worker, ack=acks)
+            await transition_many(changes, worker=self.worker, ack=acks)
             return
-        await store.transition(key, event, **fields)
+        for key, event, fields in changes:
+            await store.transition(key, event, **fields)
         if acks:
             await store.ack(self.worker, acks)
+
+    def _take_leases(self, results: Iterable[BatchResult]) -> list[WorkItem]:
+        """The leases that end with these results (a job still running keeps its lease until
+        this worker stops: a later run resumes it)."""
+        items = []
+        for result in results:
+            key = result.key
+            if not isinstance(key, str) or isinstance(result.error, WaitTimeoutError):
+                continue
+            item = self._held.pop(key, None)
+            if item is not None:
+                items.append(item)
+        return items
+
+    async def _give_back_unreturned(self) -> None:
+        """The caller stopped with recorded results it never saw: give their leases back to
+        the store (where it can: ``release``), so a rerun or a peer reports them at once."""
+        unreturned, self._ready = list(self._ready), deque()
+        items = self._take_leases(unreturned)
+        release = getattr(self.store, "release", None)
+        if items and release is not None:
+            await release(self.worker, items)
+
+    async def _end_returned(self) -> None:
+        """End, in one store call, the leases of results returned since the last wait."""
+        returned, self._returned = self._returned, []
+        items = self._take_leases(returned)
+        if items and self.store is not None:
+            await self.store.ack(self.worker, items)
 
     # ------------------------------------------------------------------ public state
 

@@ -557,6 +557,17 @@ class RedisStore:
         if items:
             await self._call(self._r.xack(self._work, GROUP, *[i.id for i in items]))
 
+    async def release(self, worker: str, items: Sequence[WorkItem]) -> None:
+        """Give leases back untaken (``XACK`` them and ``XADD`` their jobs again, in one
+        round trip), so the next :meth:`take_work` (any worker) gets them."""
+        if not items:
+            return
+        pipe = self._r.pipeline(transaction=True)
+        pipe.xack(self._work, GROUP, *[i.id for i in items])
+        for item in items:
+            pipe.xadd(self._work, {"key": item.key, "kind": item.kind})
+        await self._call(pipe.execute())
+
     async def pending(self) -> dict[str, int]:
         """Leased entries per worker (``XPENDING`` summary): who holds how many jobs now."""
         summary = await self._call(self._r.xpending(self._work, GROUP))

@@ -578,6 +578,19 @@ class SQLiteStore:
 
         await self._write(done)
 
+    async def release(self, worker: str, items: Sequence[WorkItem]) -> None:
+        """Give leases back untaken, so the next :meth:`take_work` (any worker) gets them."""
+
+        def give_back(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE work SET owner = NULL, renewed_at = NULL "
+                "WHERE id = ? AND batch = ? AND owner = ? AND acked = 0",
+                [(int(item.id), self._batch, worker) for item in items],
+            )
+
+        if items:
+            await self._write(give_back)
+
 
 def _connect(path: Path, page_size: int | None = None) -> sqlite3.Connection:
     """Open (and on first use set up) the store file; several processes may do it at once.
