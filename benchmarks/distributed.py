@@ -20,8 +20,9 @@ evenly between the processes of a group, all on one API key:
 * ``1 process``: the reference, one client alone with its governor (it learns the limit);
 * ``4 independent``: 4 processes, each with its own governor;
 * ``4 shared``: 4 processes sharing one :class:`~veo_async.stores.SharedBudget` (rate 10/s,
-  burst 1) on the Redis, plus their governors; ``1 shared``: the same, one process;
-  ``4 shared burst 2`` / ``4 shared burst 10``: the shared bucket with a larger burst.
+  burst 1: its GCRA reservation schedule in Redis) on the Redis, plus their governors;
+  ``1 shared``: the same, one process; ``4 shared burst 2`` / ``4 shared burst 10``: the
+  shared schedule with a larger burst (tolerance).
 
 Figures: 429s the emulator answered (its ledger), and those after the first burst (answered
 more than 10 s after the run's first request); makespan from the release to the last job
@@ -568,12 +569,12 @@ def run_overhead(
 
 
 async def _acquire_rate(url: str, rate: float, burst: float, seconds: float) -> float:
-    """Tokens one process gets per second, taking them one after another."""
+    """Slots one process gets per second, taking them one after another."""
     from veo_async.stores import SharedBudget
 
     name = "acquire-" + uuid.uuid4().hex[:8]
     async with await SharedBudget.open(url, name=name, rate=rate, burst=burst) as budget:
-        await budget.acquire()  # the first token is the burst's
+        await budget.acquire()  # the first slot of an idle budget is free
         count = max(10, int(rate * seconds))
         tick = time.monotonic()
         for _ in range(count):
@@ -584,7 +585,8 @@ async def _acquire_rate(url: str, rate: float, burst: float, seconds: float) -> 
 def run_acquire(
     cases: list[tuple[float, float]], seconds: float, log: Any = sys.stderr
 ) -> dict[str, Any]:
-    """One process calling ``SharedBudget.acquire()`` back to back: the rate it achieves."""
+    """One process calling ``SharedBudget.acquire()`` back to back: the rate it achieves (each
+    call one reservation round trip to Redis, then the sleep until the slot)."""
     import asyncio
 
     runs = []

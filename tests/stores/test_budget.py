@@ -1,4 +1,5 @@
-"""The shared request budget: one Redis token bucket for many processes, and a shared pace."""
+"""The shared request budget: one Redis reservation schedule (GCRA) for many processes, and a
+shared pace."""
 
 from __future__ import annotations
 
