@@ -659,10 +659,10 @@ def render(document: dict[str, Any]) -> str:
                 f"| {_f(run.get('cpu_ms_per_id'), 2)} | {_f(run.get('emulator_cpu_s'), 0)} |"
             )
         lines.append("")
-    acquire = document.get("acquire")
-    if acquire:
+    for section in sorted(k for k in document if k.startswith("acquire")):
+        acquire = document[section]
         lines += [
-            "SharedBudget.acquire() back to back, one process:",
+            f"SharedBudget.acquire() back to back, one process ({section}):",
             "",
             "| rate /s (wall) | burst | achieved /s | share |",
             "|---:|---:|---:|---:|",
@@ -730,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("acquire", help="SharedBudget.acquire() alone: the rate it achieves")
     a.add_argument("--cases", default="100:1,100:2,100:10,10:1,10:2", help="RATE:BURST,...")
     a.add_argument("--seconds", type=float, default=4.0)
+    a.add_argument("--section", default="acquire", help="name of the results section")
     sub.add_parser("render", help="print the tables of the saved results")
     args = parser.parse_args(argv)
     shown = shlex.join(
@@ -754,7 +755,9 @@ def main(argv: list[str] | None = None) -> int:
         document = _save(f"track_{args.how}{suffix}", doc, shown, args.results)
     elif args.what == "acquire":
         cases = [(float(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
-        document = _save("acquire", run_acquire(cases, args.seconds), shown, args.results)
+        if not args.section.startswith("acquire"):
+            parser.error("--section must start with 'acquire'")
+        document = _save(args.section, run_acquire(cases, args.seconds), shown, args.results)
     else:
         stores = [s for s in args.stores.split(",") if s]
         doc = run_overhead(args.jobs, args.scale, stores, args.repeats)
