@@ -609,6 +609,12 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _rate_used(run: dict[str, Any], budget: dict[str, Any]) -> float:
+    """Requests answered per second of the makespan, as a share of the key's limit."""
+    requests = run["requests_per_job"] * run["n"]
+    return float(requests / run["makespan_s"] / budget["rate_per_s"])
+
+
 def render(document: dict[str, Any]) -> str:
     """Markdown tables of every section in ``document``."""
     lines: list[str] = []
@@ -620,8 +626,8 @@ def render(document: dict[str, Any]) -> str:
             f"ideal makespan {budget['ideal_makespan_s']:.0f} s.",
             "",
             "| group | repeat | 429s | after first burst | 429s seen per process "
-            "| makespan s (x ideal) | requests/job | ok | client CPU s |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---|",
+            "| makespan s (x ideal) | requests/job | rate used | ok | client CPU s |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
         ]
         for run in budget["runs"]:
             lines.append(
@@ -630,7 +636,8 @@ def render(document: dict[str, Any]) -> str:
                 f"| {', '.join(str(c) for c in run['client_429s'])} "
                 f"| {_f(run['makespan_s'], 0)} ({run['makespan_ratio']:.2f}x)"
                 + (" **deadline**" if run["timed_out"] else "")
-                + f" | {run['requests_per_job']:.2f} | {run['succeeded']}/{run['n']} "
+                + f" | {run['requests_per_job']:.2f} | {_rate_used(run, budget):.0%} "
+                f"| {run['succeeded']}/{run['n']} "
                 f"| {', '.join(_f(c) for c in run['cpu_s'])} |"
             )
         lines.append("")
