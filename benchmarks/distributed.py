@@ -20,8 +20,9 @@ evenly between the processes of a group, all on one API key:
 * ``1 process``: the reference, one client alone with its governor (it learns the limit);
 * ``4 independent``: 4 processes, each with its own governor;
 * ``4 shared``: 4 processes sharing one :class:`~veo_async.stores.SharedBudget` (rate 10/s,
-  burst 1) on the Redis, plus their governors; ``1 shared``: the same, one process;
-  ``4 shared burst 2`` / ``4 shared burst 10``: the shared bucket with a larger burst.
+  burst 1: its GCRA reservation schedule in Redis) on the Redis, plus their governors;
+  ``1 shared``: the same, one process; ``4 shared burst 2`` / ``4 shared burst 10``: the
+  shared schedule with a larger burst (tolerance).
 
 Figures: 429s the emulator answered (its ledger), and those after the first burst (answered
 more than 10 s after the run's first request); makespan from the release to the last job
@@ -568,12 +569,12 @@ def run_overhead(
 
 
 async def _acquire_rate(url: str, rate: float, burst: float, seconds: float) -> float:
-    """Tokens one process gets per second, taking them one after another."""
+    """Slots one process gets per second, taking them one after another."""
     from veo_async.stores import SharedBudget
 
     name = "acquire-" + uuid.uuid4().hex[:8]
     async with await SharedBudget.open(url, name=name, rate=rate, burst=burst) as budget:
-        await budget.acquire()  # the first token is the burst's
+        await budget.acquire()  # the first slot of an idle budget is free
         count = max(10, int(rate * seconds))
         tick = time.monotonic()
         for _ in range(count):
@@ -584,7 +585,8 @@ async def _acquire_rate(url: str, rate: float, burst: float, seconds: float) -> 
 def run_acquire(
     cases: list[tuple[float, float]], seconds: float, log: Any = sys.stderr
 ) -> dict[str, Any]:
-    """One process calling ``SharedBudget.acquire()`` back to back: the rate it achieves."""
+    """One process calling ``SharedBudget.acquire()`` back to back: the rate it achieves (each
+    call one reservation round trip to Redis, then the sleep until the slot)."""
     import asyncio
 
     runs = []
@@ -607,6 +609,12 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _rate_used(run: dict[str, Any], budget: dict[str, Any]) -> float:
+    """Requests answered per second of the makespan, as a share of the key's limit."""
+    requests = run["requests_per_job"] * run["n"]
+    return float(requests / run["makespan_s"] / budget["rate_per_s"])
+
+
 def render(document: dict[str, Any]) -> str:
     """Markdown tables of every section in ``document``."""
     lines: list[str] = []
@@ -618,8 +626,8 @@ def render(document: dict[str, Any]) -> str:
             f"ideal makespan {budget['ideal_makespan_s']:.0f} s.",
             "",
             "| group | repeat | 429s | after first burst | 429s seen per process "
-            "| makespan s (x ideal) | requests/job | ok | client CPU s |",
-            "|---|---:|---:|---:|---|---:|---:|---:|---|",
+            "| makespan s (x ideal) | requests/job | rate used | ok | client CPU s |",
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
         ]
         for run in budget["runs"]:
             lines.append(
@@ -628,7 +636,8 @@ def render(document: dict[str, Any]) -> str:
                 f"| {', '.join(str(c) for c in run['client_429s'])} "
                 f"| {_f(run['makespan_s'], 0)} ({run['makespan_ratio']:.2f}x)"
                 + (" **deadline**" if run["timed_out"] else "")
-                + f" | {run['requests_per_job']:.2f} | {run['succeeded']}/{run['n']} "
+                + f" | {run['requests_per_job']:.2f} | {_rate_used(run, budget):.0%} "
+                f"| {run['succeeded']}/{run['n']} "
                 f"| {', '.join(_f(c) for c in run['cpu_s'])} |"
             )
         lines.append("")
@@ -657,10 +666,10 @@ def render(document: dict[str, Any]) -> str:
                 f"| {_f(run.get('cpu_ms_per_id'), 2)} | {_f(run.get('emulator_cpu_s'), 0)} |"
             )
         lines.append("")
-    acquire = document.get("acquire")
-    if acquire:
+    for section in sorted(k for k in document if k.startswith("acquire")):
+        acquire = document[section]
         lines += [
-            "SharedBudget.acquire() back to back, one process:",
+            f"SharedBudget.acquire() back to back, one process ({section}):",
             "",
             "| rate /s (wall) | burst | achieved /s | share |",
             "|---:|---:|---:|---:|",
@@ -728,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("acquire", help="SharedBudget.acquire() alone: the rate it achieves")
     a.add_argument("--cases", default="100:1,100:2,100:10,10:1,10:2", help="RATE:BURST,...")
     a.add_argument("--seconds", type=float, default=4.0)
+    a.add_argument("--section", default="acquire", help="name of the results section")
     sub.add_parser("render", help="print the tables of the saved results")
     args = parser.parse_args(argv)
     shown = shlex.join(
@@ -752,7 +762,9 @@ def main(argv: list[str] | None = None) -> int:
         document = _save(f"track_{args.how}{suffix}", doc, shown, args.results)
     elif args.what == "acquire":
         cases = [(float(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
-        document = _save("acquire", run_acquire(cases, args.seconds), shown, args.results)
+        if not args.section.startswith("acquire"):
+            parser.error("--section must start with 'acquire'")
+        document = _save(args.section, run_acquire(cases, args.seconds), shown, args.results)
     else:
         stores = [s for s in args.stores.split(",") if s]
         doc = run_overhead(args.jobs, args.scale, stores, args.repeats)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from veo_async.emulator import EmulatorConfig, EmulatorServer
-from veo_async.stores import JobState
+from veo_async.stores import JobState, budget_name
 
 from .._cli import no_traceback, read_manifest, run_cli
 from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
@@ -30,6 +30,8 @@ pytestmark = pytest.mark.slow
 
 TIME_SCALE = 0.01
 KEY = "sk-cli-store-SECRET-4242"
+LIMIT = 20.0
+"""The rate-limited emulator's limit: real requests per second per key."""
 
 
 @pytest.fixture
@@ -48,6 +50,17 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 def server() -> Iterator[EmulatorServer]:
     """The emulator as a real server on loopback."""
     with EmulatorServer(EmulatorConfig(time_scale=TIME_SCALE, seed=3)) as running:
+        yield running
+
+
+@pytest.fixture
+def limited_server() -> Iterator[EmulatorServer]:
+    """The emulator as a real server on loopback, limited to ``LIMIT`` real requests/s per
+    key (burst 5)."""
+    config = EmulatorConfig(
+        time_scale=TIME_SCALE, seed=4, rate_limit=LIMIT * TIME_SCALE, rate_limit_burst=5
+    )
+    with EmulatorServer(config) as running:
         yield running
 
 
@@ -256,3 +269,113 @@ def test_flags_a_shared_batch_does_not_take_are_refused_before_anything_is_sent(
     assert result.returncode == 2
     assert "--retry-failed cannot be combined with --store" in result.stderr
     assert server.stats(include_generations=False)["create_requests"] == 0
+
+
+def _redis_dump(redis: RedisServer) -> str:
+    """Every key in the Redis and every value under it, as text."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis.url)
+    parts: list[str] = []
+    try:
+        for key in client.keys("*"):
+            kind = client.type(key)
+            value: Any
+            if kind == b"string":
+                value = client.get(key)
+            elif kind == b"hash":
+                value = client.hgetall(key)
+            elif kind == b"list":
+                value = client.lrange(key, 0, -1)
+            elif kind == b"set":
+                value = client.smembers(key)
+            elif kind == b"zset":
+                value = client.zrange(key, 0, -1, withscores=True)
+            elif kind == b"stream":
+                value = client.xrange(key)
+            else:
+                value = kind
+            parts.append(f"{key!r} {kind!r} {value!r}")
+    finally:
+        client.close()
+    return "\n".join(parts)
+
+
+def _budget_members(redis: RedisServer) -> int:
+    """How many processes drew on the shared budget of ``KEY`` (its members set)."""
+    import redis as redis_lib
+
+    client = redis_lib.Redis.from_url(redis.url)
+    try:
+        return int(client.zcard(f"veo-async:budget:{{{budget_name(KEY)}}}:members"))
+    finally:
+        client.close()
+
+
+def _run_two(
+    tmp_path: Path, redis: RedisServer, server: EmulatorServer, tag: str, extra: list[str]
+) -> tuple[list[str], list[Path], list[str]]:
+    """Two CLI processes on one FILE and one Redis store, with ``extra`` flags; both must
+    finish. Returns the prompts, the --out folders and the logs."""
+    path, prompts = _prompts(tmp_path, 30, tag)
+    outs = [tmp_path / f"out{i}" for i in range(2)]
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
+    procs = [
+        _start([*_args(path, out, redis, server), *extra], log)
+        for out, log in zip(outs, logs, strict=True)
+    ]
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.wait(timeout=180) == 0, log.read_text()
+    return prompts, outs, [log.read_text() for log in logs]
+
+
+def test_two_processes_share_the_keys_rate_through_redis(
+    tmp_path: Path, redis: RedisServer, limited_server: EmulatorServer
+) -> None:
+    """Two CLI processes with --rate 20 on one Redis store, against an emulator that allows
+    20 real requests/s per key: --rate is the key's total, so the emulator answers no 429;
+    both finish, each prompt generated once and downloaded once; both drew on one budget
+    named after the key, and the key itself is nowhere in Redis (keys or values)."""
+    prompts, outs, logs = _run_two(tmp_path, redis, limited_server, "rate", ["--rate", str(LIMIT)])
+    stats = limited_server.stats()
+    requests = stats["create_requests"] + stats["poll_requests"]
+    print(f"\n{requests} requests, {stats['rate_limited']} 429s")
+    assert stats["rate_limited"] == 0
+    assert stats["generations_created"] == len(prompts)
+    assert {g["prompt"] for g in stats["generations"]} == set(prompts)
+    where = _downloaded(outs)
+    assert set(where) == set(prompts)
+    assert all(len(folders) == 1 for folders in where.values())
+    for text in logs:
+        assert "Traceback" not in text and KEY not in text
+        assert f"{LIMIT:g} requests/s for all processes together" in text
+    assert _budget_members(redis) == 2
+    dump = _redis_dump(redis)
+    assert "budget" in dump and budget_name(KEY) in dump
+    assert KEY not in dump and "SECRET" not in dump
+
+
+def test_without_rate_the_processes_still_share_one_budget(
+    tmp_path: Path, redis: RedisServer, limited_server: EmulatorServer
+) -> None:
+    """Two CLI processes without --rate on one Redis store, against a rate-limited emulator:
+    each process that sends requests draws on the key's shared budget (for the pace their
+    governors learn and publish), both finish, each prompt is generated once, and the key is
+    nowhere in Redis."""
+    prompts, outs, logs = _run_two(tmp_path, redis, limited_server, "norate", [])
+    stats = limited_server.stats()
+    print(
+        f"\n{stats['create_requests'] + stats['poll_requests']} requests, "
+        f"{stats['rate_limited']} 429s"
+    )
+    assert stats["generations_created"] == len(prompts)
+    assert set(_downloaded(outs)) == set(prompts)
+    for text in logs:
+        assert "Traceback" not in text and KEY not in text
+        assert "the pace learned from 429s" in text
+    # every process that sent requests drew on the one budget (a process started late may
+    # find no work left)
+    working = sum(1 for out in outs if any(r.get("generation_id") for r in read_manifest(out)))
+    assert working >= 1 and _budget_members(redis) == working
+    dump = _redis_dump(redis)
+    assert KEY not in dump and "SECRET" not in dump

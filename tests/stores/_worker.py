@@ -6,8 +6,10 @@ Modes (each prints one line per committed step, flushed, so the parent knows wha
   ``won KEY`` for each one this process won.
 - ``hold URL BATCH NAME N``: take every work item, take the intent of the first third, record
   an id for the second third, print ``ready``, then renew the leases forever (until killed).
-- ``bucket URL NAME RATE BURST SPAN``: connect, print ``ready``, wait for a line on stdin,
-  then acquire from the shared budget for ``SPAN`` s; print ``ok TIME`` for each grant.
+- ``bucket URL NAME RATE BURST SPAN [TAKERS [SKEW]]``: connect, print ``ready``, wait for a
+  line on stdin, then ``TAKERS`` tasks (default 1) acquire from the shared budget for ``SPAN``
+  s; print ``ok TIME`` (the real ``time.time()``) for each grant. ``SKEW``: seconds added to
+  this process's ``time.time`` and ``time.monotonic`` (a worker whose clock is off).
 - ``journal URL BATCH N``: run jobs through every step (intent, id, finished, downloaded),
   printing ``intent KEY`` / ``submitted KEY`` / ``downloaded KEY`` after each commit; on a
   restart, jobs found ``submitting`` are marked abandoned first (what the CLI does).
@@ -81,16 +83,34 @@ async def hold(url: str, batch: str, name: str, n: int) -> None:
         await anyio.sleep(0.1)
 
 
-async def bucket(url: str, name: str, rate: float, burst: float, span: float) -> None:
-    """Connect, say ``ready``, wait for a line on stdin, then acquire for ``span`` seconds."""
+REAL_TIME = time.time
+
+
+def skew_clocks(skew: float) -> None:
+    """Put this process's wall and monotonic clocks ``skew`` seconds off (before the loop)."""
+    if skew:
+        real_time, real_monotonic = time.time, time.monotonic
+        time.time = lambda: real_time() + skew
+        time.monotonic = lambda: real_monotonic() + skew
+
+
+async def bucket(url: str, name: str, rate: float, burst: float, span: float, takers: int) -> None:
+    """Connect, say ``ready``, wait for a line on stdin, then ``takers`` tasks acquire for
+    ``span`` seconds (each grant printed with the real time)."""
     async with await SharedBudget.open(url, name=name, rate=rate, burst=burst) as budget:
         say("ready")
         await anyio.to_thread.run_sync(sys.stdin.readline)
-        until = time.time() + span
-        while time.time() < until:
-            with anyio.move_on_after(max(0.0, until - time.time())):
-                await budget.acquire()
-                say("ok", repr(time.time()))
+        until = time.monotonic() + span
+
+        async def taker() -> None:
+            while time.monotonic() < until:
+                with anyio.move_on_after(max(0.0, until - time.monotonic())):
+                    await budget.acquire()
+                    say("ok", repr(REAL_TIME()))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(takers):
+                tg.start_soon(taker)
     say("done")
 
 
@@ -142,7 +162,10 @@ def main(argv: list[str]) -> None:
     elif mode == "hold":
         anyio.run(hold, args[0], args[1], args[2], int(args[3]))
     elif mode == "bucket":
-        anyio.run(bucket, args[0], args[1], float(args[2]), float(args[3]), float(args[4]))
+        takers = int(args[5]) if len(args) > 5 else 1
+        skew_clocks(float(args[6]) if len(args) > 6 else 0.0)
+        rate, burst, span = float(args[2]), float(args[3]), float(args[4])
+        anyio.run(bucket, args[0], args[1], rate, burst, span, takers)
     elif mode == "journal":
         anyio.run(journal, args[0], args[1], int(args[2]))
     else:  # pragma: no cover

@@ -29,7 +29,14 @@ from ._common import (
     settings_from,
 )
 from ._errors import execute
-from ._options import describe_validation, flag_for, request_fields, request_options
+from ._options import (
+    BATCH_RATE_HELP,
+    BATCH_STORE_HELP,
+    describe_validation,
+    flag_for,
+    request_fields,
+    request_options,
+)
 
 __all__ = ["cli", "run"]
 
@@ -146,7 +153,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
 @click.option(
     "--rate",
     type=FiniteFloat(min=0.0, min_open=True),
-    help="Maximum API requests per second (creates and polls together).",
+    help=BATCH_RATE_HELP,
 )
 @click.option(
     "--download-concurrency",
@@ -212,8 +219,7 @@ def generate(prompt: str, **kwargs: Any) -> None:
 @click.option(
     "--store",
     metavar="URL",
-    help="Share the batch through a job store: redis://HOST:PORT/DB (several processes or "
-    "machines, each with its own --out) or sqlite:///PATH. Without it, a journal in --out.",
+    help=BATCH_STORE_HELP,
 )
 @click.option(
     "--batch-id",

@@ -12,9 +12,31 @@ from .._exceptions import RequestValidationError
 from .._inputs import describe_field_error, parse_field_assignment
 from .._models import MODEL_REQUESTS
 
-__all__ = ["describe_validation", "flag_for", "request_fields", "request_options"]
+__all__ = [
+    "BATCH_RATE_HELP",
+    "BATCH_STORE_HELP",
+    "describe_validation",
+    "flag_for",
+    "request_fields",
+    "request_options",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: ``batch --rate``: what the rate is per process or for the whole key.
+BATCH_RATE_HELP = (
+    "Maximum API requests per second (creates and polls together). With --store "
+    "redis://..., the API key's total rate, shared by every process of the batch through that "
+    "Redis (without --rate they share the pace one of them learns from 429s); with sqlite:// "
+    "or no --store, per process."
+)
+#: ``batch --store``: the store URLs, and the request budget a Redis store brings.
+BATCH_STORE_HELP = (
+    "Share the batch through a job store: redis://HOST:PORT/DB (several processes or "
+    "machines, each with its own --out; they also share the API key's request budget there, "
+    "see --rate) or sqlite:///PATH (one machine, rate per process). Without it, a journal in "
+    "--out."
+)
 
 #: Request fields that ``--field`` may not set: they have their own place on the command line.
 _FIELD_REFUSED = {

@@ -8,6 +8,12 @@ finished into its own ``--out`` and writes its own ``manifest.jsonl`` there. The
 is the host name and the absolute ``--out`` folder, so a process rerun with the same ``--out``
 after a crash is the same worker: it downloads the videos it had finished and not yet fetched,
 and the jobs it held are taken over (by it or by a peer) once their leases expire.
+
+With a ``redis://`` store the processes also share the API key's request budget on that same
+Redis (a :class:`~veo_async.stores.SharedBudget` named :func:`~veo_async.stores.budget_name`
+of the key, never the key itself): ``--rate N`` is then the key's total rate, shared by all of
+them, and without ``--rate`` they share the pace a governor learns from 429s and publishes
+there. A ``sqlite://`` store is one machine's: ``--rate`` stays per process.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from ..stores import (
     Event,
     JobState,
     JobStore,
+    SharedBudget,
     batch_fingerprint,
+    budget_name,
     input_keys,
     open_store,
 )
@@ -53,10 +61,21 @@ if TYPE_CHECKING:
     from .._models import Generation
     from ._batch import BatchOptions
 
-__all__ = ["check_store_options", "run_status_store", "run_store_batch", "worker_name"]
+__all__ = [
+    "UNBOUNDED_RATE",
+    "check_store_options",
+    "open_shared_budget",
+    "run_status_store",
+    "run_store_batch",
+    "worker_name",
+]
 
 MANIFEST = "manifest.jsonl"
 BATCH_FILE = "batch.json"
+#: The shared budget's rate without ``--rate`` (requests/s): high enough never to bind, so the
+#: processes share only the pace a governor learns from 429s and publishes (the budget runs at
+#: the lower of its rate and that pace).
+UNBOUNDED_RATE = 1e6
 
 
 def check_store_options(options: BatchOptions) -> None:
@@ -78,6 +97,21 @@ def check_store_options(options: BatchOptions) -> None:
             "uncertain or failed inputs are resubmitted by running them as a new batch",
             EXIT_USAGE,
         )
+
+
+async def open_shared_budget(
+    settings: Settings, client: AsyncVeoClient, rate: float | None, url: str
+) -> SharedBudget | None:
+    """With a ``redis://`` (or ``rediss://``) store, the API key's request budget on that same
+    Redis, shared by every process of the batch: ``rate`` requests/s for all of them together,
+    or, without a rate, only the pace their governors learn and publish. ``None`` for a
+    ``sqlite://`` store (rates stay per process) and with ``--emulate`` (each process has an
+    emulator, and a limit, of its own)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss") or settings.emulate:
+        return None
+    name = budget_name(client._secrets()[0])  # the client's key, read once (never stored)
+    return await SharedBudget.open(url, name=name, rate=rate or UNBOUNDED_RATE)
 
 
 def worker_name(out: Path) -> str:
@@ -252,7 +286,19 @@ async def _run(
             f"batch {batch_id} on {shown} as worker {worker}\n"
             f"whole batch: veo-async status --store {shown} --batch-id {batch_id}"
         )
+        budget: SharedBudget | None = None
         try:
+            budget = await open_shared_budget(settings, client, options.rate, url)
+            if budget is not None:
+                client.governor.shared_budget = budget
+                echo_err(
+                    f"request budget shared on {shown}: "
+                    + (
+                        f"{options.rate:g} requests/s for all processes together"
+                        if options.rate
+                        else "the pace learned from 429s (no --rate)"
+                    )
+                )
             await _sweep(client, store, worker, out, local, positions)
             send, receive = anyio.create_memory_object_stream[tuple[str, int, str, "Generation"]](
                 options.download_concurrency * 4
@@ -269,7 +315,8 @@ async def _run(
                             worker=worker, lease_seconds=options.lease_seconds
                         ),
                         max_concurrency=options.concurrency,
-                        requests_per_second=options.rate,
+                        # a shared budget holds the rate for every process together
+                        requests_per_second=options.rate if budget is None else None,
                         job_timeout=options.job_timeout,
                         max_generations=options.max_generations,
                         credit_budget=options.credit_budget,
@@ -282,6 +329,9 @@ async def _run(
             with anyio.CancelScope(shield=True):
                 _write_manifest(out, local)
                 await store.aclose()
+                if budget is not None:
+                    client.governor.shared_budget = None
+                    await budget.aclose()
     return _summary(settings, local, counts, batch_id, time.monotonic() - started)
 
 

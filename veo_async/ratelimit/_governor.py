@@ -53,14 +53,16 @@ class RateGovernor:
     ``headroom`` ... ``relative_floor`` override single fields of it, as before there was a
     tuning object.
 
-    ``shared_budget``: a :class:`~veo_async.stores.SharedBudget` (a Redis token bucket shared
-    by every process on one API key). Each request then also waits for a token from it, after
-    this governor's own pacing; the pace this governor learns is published to it when it
-    settles or is lowered (and refreshed while it holds), and a lower pace published by
-    another process is adopted (read at most every ``SHARED_PACE_READ_SECONDS``). asyncio
-    only: on trio the first request raises :class:`~veo_async.ConfigurationError`. If Redis
-    cannot be reached the request goes on with local pacing only (logged as a warning), and
-    the budget is tried again ``SHARED_RETRY_SECONDS`` later.
+    ``shared_budget``: a :class:`~veo_async.stores.SharedBudget` (a request schedule in Redis
+    shared by every process on one API key). Each request then also reserves its slot there,
+    after this governor's own pacing, and sleeps until it (one reservation per process in
+    flight: the others queue behind this governor's lock); the pace this governor learns is
+    published to it when it settles or is lowered (and refreshed while it holds), and a lower
+    pace published by another process is adopted (read at most every
+    ``SHARED_PACE_READ_SECONDS``). asyncio only: on trio the first request raises
+    :class:`~veo_async.ConfigurationError`. If Redis cannot be reached the request goes on
+    with local pacing only (logged as a warning), and the budget is tried again
+    ``SHARED_RETRY_SECONDS`` later.
     """
 
     def __init__(
@@ -264,7 +266,7 @@ class RateGovernor:
             asyncio.get_running_loop()
         except RuntimeError:
             raise ConfigurationError(
-                "shared_budget (a Redis token bucket, redis.asyncio) works on asyncio only, "
+                "shared_budget (a Redis request schedule, redis.asyncio) works on asyncio only, "
                 "not on trio: drop shared_budget or run the client on asyncio"
             ) from None
         self._shared_checked = True
@@ -319,7 +321,7 @@ class RateGovernor:
         try:
             await shared.acquire()
         except Exception as exc:
-            self._shared_failed("taking a token", exc)
+            self._shared_failed("reserving a slot", exc)
 
     def _own_pace(self) -> float | None:
         """The pace this process learned and verified itself (not probing, not adopted)."""

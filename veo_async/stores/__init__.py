@@ -5,7 +5,7 @@
   dead one).
 - :class:`SQLiteStore`: embedded, one file, WAL, survives SIGKILL.
 - :class:`RedisStore`: many processes on many machines (Streams, hashes, Lua); asyncio only.
-- :class:`SharedBudget`: one request budget (a Redis token bucket) and one learned pace for
+- :class:`SharedBudget`: one request budget (a Redis reservation schedule) and one learned pace for
   every process on an API key; asyncio only.
 - :func:`open_store`: ``sqlite:///path`` or ``redis://host:port/db``.
 
