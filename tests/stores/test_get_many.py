@@ -179,9 +179,7 @@ async def test_a_caller_that_stops_in_a_burst_loses_none_of_it_to_the_rerun(
     from veo_async import BatchItem
 
     async with emulated(time_scale=0.001) as service:
-        ids = [
-            (await service.client.submit(prompt=f"{batch_id} burst {i}")).id for i in range(12)
-        ]
+        ids = [(await service.client.submit(prompt=f"{batch_id} burst {i}")).id for i in range(12)]
         await anyio.sleep(0.5)  # every generation finished on the emulator (45 s x 0.001)
         items = [BatchItem(generation_id=gid) for gid in ids]
         opts = StoreOptions(
