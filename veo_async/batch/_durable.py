@@ -201,7 +201,7 @@ class DurableBatch(Batch):
         self._held: dict[str, WorkItem] = {}
         self._side: deque[BatchResult] = deque()
         self._ready: deque[BatchResult] = deque()  # recorded, not returned yet
-        self._returned: list[BatchResult] = []  # returned, lease not ended yet
+        self._unreturned: dict[str, WorkItem] = {}  # leases of recorded, unreturned results
         self._inner: Batch | None = None
         self._tg: TaskGroup | None = None
         self._bg_scope = anyio.CancelScope()
@@ -321,7 +321,6 @@ class DurableBatch(Batch):
                 if self._recv is not None:
                     self._recv.close()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                    await self._end_returned()
                     await self._give_back_unreturned()
                     await self._settle_leftovers(inner)
         finally:
@@ -468,10 +467,9 @@ class DurableBatch(Batch):
             return self._side.popleft()
         if self._ready:
             result = self._ready.popleft()
-            self._returned.append(result)
+            if isinstance(result.key, str):
+                self._unreturned.pop(result.key, None)
             return result
-        # Before waiting: end the leases of the results already returned (see _record).
-        await self._end_returned()
         try:
             result = await inner.__anext__()
         except StopAsyncIteration:
@@ -488,13 +486,13 @@ class DurableBatch(Batch):
         return result
 
     async def _record(self, results: list[BatchResult]) -> None:
-        """Write consumed results to the store before the caller sees any of them, and end
-        the first one's lease (it is returned now).
+        """Write consumed results to the store and end their leases, all before the caller
+        sees any of them (so a result is reported at most once across workers and runs).
 
         Results that were already waiting are recorded together, in one store call (Redis: one
-        round trip for all of them). The others' leases end only once they have been returned
-        (:meth:`_end_returned`, before the next wait): a caller that stops early leaves them
-        leased, so a rerun or a peer reports them (as settled jobs) instead of nobody.
+        round trip for all of them). A caller that stops before it has seen them all gets the
+        rest given back to the store on the way out (:meth:`_give_back_unreturned`), so a rerun
+        or a peer reports them.
         """
         store = self.store
         assert store is not None
@@ -503,7 +501,9 @@ class DurableBatch(Batch):
             if isinstance(result.key, str):
                 event, fields = _outcome(result)
                 changes.append((result.key, event, fields))
-        acks = self._take_leases(results[:1])
+        acks = self._take_leases(results)
+        returned_now = results[0].key
+        self._unreturned.update((item.key, item) for item in acks if item.key != returned_now)
         transition_many = getattr(store, "transition_many", None)
         if transition_many is not None:
             await transition_many(changes, worker=self.worker, ack=acks)
@@ -529,18 +529,11 @@ class DurableBatch(Batch):
     async def _give_back_unreturned(self) -> None:
         """The caller stopped with recorded results it never saw: give their leases back to
         the store (where it can: ``release``), so a rerun or a peer reports them at once."""
-        unreturned, self._ready = list(self._ready), deque()
-        items = self._take_leases(unreturned)
+        items, self._unreturned = list(self._unreturned.values()), {}
+        self._ready.clear()
         release = getattr(self.store, "release", None)
         if items and release is not None:
             await release(self.worker, items)
-
-    async def _end_returned(self) -> None:
-        """End, in one store call, the leases of results returned since the last wait."""
-        returned, self._returned = self._returned, []
-        items = self._take_leases(returned)
-        if items and self.store is not None:
-            await self.store.ack(self.worker, items)
 
     # ------------------------------------------------------------------ public state
 

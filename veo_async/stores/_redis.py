@@ -558,8 +558,8 @@ class RedisStore:
             await self._call(self._r.xack(self._work, GROUP, *[i.id for i in items]))
 
     async def release(self, worker: str, items: Sequence[WorkItem]) -> None:
-        """Give leases back untaken (``XACK`` them and ``XADD`` their jobs again, in one
-        round trip), so the next :meth:`take_work` (any worker) gets them."""
+        """Give leases back untaken, acked or not (``XACK`` them and ``XADD`` their jobs
+        again, in one round trip), so the next :meth:`take_work` (any worker) gets them."""
         if not items:
             return
         pipe = self._r.pipeline(transaction=True)

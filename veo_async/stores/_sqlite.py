@@ -579,12 +579,13 @@ class SQLiteStore:
         await self._write(done)
 
     async def release(self, worker: str, items: Sequence[WorkItem]) -> None:
-        """Give leases back untaken, so the next :meth:`take_work` (any worker) gets them."""
+        """Give leases back untaken (acked or not), so the next :meth:`take_work` (any
+        worker) gets them."""
 
         def give_back(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "UPDATE work SET owner = NULL, renewed_at = NULL "
-                "WHERE id = ? AND batch = ? AND owner = ? AND acked = 0",
+                "UPDATE work SET owner = NULL, renewed_at = NULL, acked = 0 "
+                "WHERE id = ? AND batch = ? AND owner = ?",
                 [(int(item.id), self._batch, worker) for item in items],
             )
 
