@@ -115,6 +115,8 @@ class PaceLearner:
             state is PaceState.SETTLED and self._probe_base is not None
         ):
             self._probe_failed(now)
+        elif state is PaceState.SETTLED and holding and self._pressed_cut_applies():
+            self._cut_pressed(now)
         elif self._shows_limit(holding) and not self._noise_found(now):
             self._lower(now)
         return self._pace_set
@@ -162,6 +164,35 @@ class PaceLearner:
         else:
             base, self._probe_base = self._probe_base, None
         self._set_pace(base, PaceState.SETTLED, now)
+
+    def _pressed_cut_applies(self) -> bool:
+        """Whether a 429 at a settled pace that holds requests back is taken as the pace's own.
+
+        The pace holding requests back means the batch presses against it, so the 429 says the
+        pace is above the server's rate: a pace a few percent too high passes
+        ``verify_seconds`` (the server's burst allowance hides the excess) and then draws one
+        429 each time the batch presses long enough (issue 16). Not once 429s were found to be
+        noise (those keep the rule of :meth:`_shows_limit`)."""
+        return self.tuning.pressed_cut < 1.0 and self.noise == 0.0
+
+    def _cut_pressed(self, now: float) -> None:
+        """Lower a settled pace that drew a 429 while pressing by ``pressed_cut``, below the
+        pace that was refused, and verify it again (a 429 while verifying measures the
+        server's rate from then on, as after a first burst)."""
+        t = self.tuning
+        current = self.learned_rate
+        assert current is not None
+        new = t.pressed_cut * current
+        if self.ceiling:
+            new = max(new, t.relative_floor * self.ceiling)
+        self._since_refusal.stop()
+        self._press.begin(now)
+        _, answered, share = self._windows.counted()
+        self._chain = [(current, share, answered)]
+        self.lowered += 1
+        self._probe_factor = 1.0
+        self._probe_base = None
+        self._set_pace(max(t.floor, min(new, current)), PaceState.VERIFYING, now)
 
     def _shows_limit(self, holding: bool) -> bool:
         """Whether the counted answers show a limit worth lowering the pace for."""

@@ -41,6 +41,13 @@ class GovernorTuning:
     blind_cut: float = 0.7
     """When a lowering has no measurement of the server's rate, the pace is cut by this
     factor (only while a pace exists; without one the 429 only pauses)."""
+    pressed_cut: float = 0.9
+    """A settled pace that draws a 429 while it holds requests back (the batch presses
+    against it, so the 429 is the pace's own, not noise) is multiplied by this and verified
+    again: a first pace a few percent above the limit passes ``verify_seconds`` while the
+    server's burst allowance hides the excess, then draws a 429 each time the batch presses
+    long enough (issue 16). 1 disables the rule (such 429s then lower the pace only once
+    ``min_evidence`` of them are counted)."""
     catch_up_seconds: float = 0.01
     """A learned pace allows ``1 + rate x catch_up_seconds`` tokens, to make up for the event
     loop waking a release a few milliseconds late, without allowing a burst."""
@@ -103,6 +110,8 @@ class GovernorTuning:
     def __post_init__(self) -> None:
         if self.floor <= 0:
             raise ValueError("floor must be positive")
+        if not 0 < self.pressed_cut <= 1:
+            raise ValueError("pressed_cut must be in (0, 1]")
         if not 0 < self.headroom <= 1 or not 0 <= self.noise_tolerance < 1 or self.probe_step < 0:
             raise ValueError(
                 "headroom must be in (0, 1], noise_tolerance in [0, 1), probe_step >= 0"
