@@ -599,3 +599,20 @@ async def test_random_429s_while_not_pressing_do_not_lower_a_settled_pace(
     assert gov.lowered == 0 and gov.learned_rate is not None and gov.learned_rate >= 10.0
     assert gov.own_waits == gov.rate_limited and gov.paused_seconds == 0.0
     assert admitted_rate(log, log[0][0]) >= 0.75 * 4.0  # 10 % refused, each retried 0.5 s later
+
+
+@pytest.mark.anyio
+async def test_a_wavy_batch_at_a_settled_pace_above_the_limit_draws_one_429(
+    clock: FakeClock,
+) -> None:
+    """The 1,000-job benchmark's case: a settled pace of 11.25/s (12.5 % above a 10/s bucket),
+    waves of 15/s for 10 s between quiet spells: the first wave to drain the server's burst
+    allowance draws one 429, which lowers the pace; no later wave draws one (it used to take
+    three 429s in a row, or one per long wave, before the pace came down)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    settled_at(gov, 11.25)
+    with anyio.fail_after(60):
+        log = await drive_phases(gov, clock, waves(14), server.take)
+    assert len([t for t, ok in log if not ok]) == 1
+    assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.2
