@@ -258,7 +258,7 @@ async def test_a_first_429_without_history_only_pauses(clock: FakeClock) -> None
     assert clock.now == pytest.approx(start + 0.5)
     clock.now += 1.0
     for _ in range(20):
-        clock.now += 0.05
+        clock.now += 0.06  # over 1 s: min_measured_seconds
         gov.on_success(sent_at=await gov.acquire())
     for _ in range(12):  # a limit: the refusals keep coming (a third of 32 answers)
         gov.on_rate_limited(0.0, sent_at=await gov.acquire())

@@ -216,9 +216,7 @@ class PaceLearner:
             # not pressed long enough to measure (a pace verified in a quiet spell, then a
             # wave): measured from the burst instead, as without a pace
             tolerance = max(t.noise_tolerance, self.noise)
-            return self._burst_shows_limit(tolerance) and self._since_refusal.enough(
-                t.min_measured_answers
-            )
+            return self._burst_shows_limit(tolerance) and self._since_measurable()
         self._chain.append((self.learned_rate, share, answered))
         return True
 
@@ -240,8 +238,19 @@ class PaceLearner:
         """Whether the server's rate can be measured since the first 429 of this burst (else
         the limit only pauses until it can: a pace from the windows would count the server's
         burst allowance, or a quiet spell before the burst)."""
+        return self._since_refusal.start is None or self._since_measurable()
+
+    def _since_measurable(self) -> bool:
+        """Whether enough was let through since the first 429 of this burst, over a long
+        enough span, to measure the server's rate: ``min_measured_answers`` over
+        ``min_measured_seconds`` at least (a handful of releases a few tenths of a second
+        apart measured 11 to 14/s against a 10/s limit, issue 16)."""
+        t = self.tuning
         since = self._since_refusal
-        return since.start is None or since.enough(self.tuning.min_measured_answers)
+        return (
+            since.enough(t.min_measured_answers)
+            and since.last - since.first >= t.min_measured_seconds * self.time_scale
+        )
 
     def _noise_found(self, now: float) -> bool:
         """Lowerings that left the refused share unchanged: noise, not a limit.
@@ -279,7 +288,7 @@ class PaceLearner:
             self.ceiling = max(self.ceiling or 0.0, let_through)
         else:
             since = self._since_refusal
-            if since.enough(t.min_measured_answers):
+            if self._since_measurable():
                 # Since the first 429 of this burst the server let through only its rate:
                 # the windows also count its burst allowance (a pace above the limit,
                 # which a quiet spell then "verified") and any quiet spell before the burst

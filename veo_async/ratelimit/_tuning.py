@@ -67,6 +67,11 @@ class GovernorTuning:
     """A refused share above this is always significant, however few the answers."""
     min_measured_answers: int = 5
     """Answers let through needed to measure a rate from the counted windows."""
+    min_measured_seconds: float = 1.0
+    """The rate let through since the first 429 of a burst is measured only over at least this
+    span of releases (between the first and the last let through): over a few tenths of a
+    second, the jitter of a handful of releases measured a 10/s limit at 11 to 14/s, a pace
+    that then drew a 429 each time the batch pressed long enough (issue 16)."""
 
     # -- verifying a pace
     verify_seconds: float = 10.0
