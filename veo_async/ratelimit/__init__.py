@@ -35,11 +35,13 @@ a 5xx was still admitted by the server's limiter) and the 429s.
 2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through since
    the first 429 of the burst (between the first and last release let through: for a token
    bucket that is its refill rate, its burst allowance spent; a quiet spell before the burst
-   is not counted). Until ``min_measured_answers`` were let through since then, a limit only
-   pauses. The next epoch is a *verifying* one: a correct pace draws no 429 at all, so any
-   new 429 in it lowers again, measured over the requests released while the pace held them
-   back (one that did not wait starts the measurement over: the demand fell below the pace,
-   and a quiet spell would measure the demand, not the limit). Two lowerings usually suffice.
+   is not counted). Until ``min_measured_answers`` were let through since then, released
+   ``min_measured_seconds`` apart at least (a handful a few tenths of a second apart measure
+   the release jitter, not the limit), a limit only pauses. The next epoch is a *verifying*
+   one: a correct pace draws no 429 at all, so any new 429 in it lowers again, measured over
+   the requests released while the pace held them back (one that did not wait starts the
+   measurement over: the demand fell below the pace, and a quiet spell would measure the
+   demand, not the limit). Two lowerings usually suffice.
 3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
 4. **Probing.** While the pace is actually holding requests back (every request for
    ``probe_seconds`` without a break: a batch held back only in waves gains little from a
