@@ -258,7 +258,7 @@ async def test_a_first_429_without_history_only_pauses(clock: FakeClock) -> None
     assert clock.now == pytest.approx(start + 0.5)
     clock.now += 1.0
     for _ in range(20):
-        clock.now += 0.05
+        clock.now += 0.06  # over 1 s: min_measured_seconds
         gov.on_success(sent_at=await gov.acquire())
     for _ in range(12):  # a limit: the refusals keep coming (a third of 32 answers)
         gov.on_rate_limited(0.0, sent_at=await gov.acquire())
@@ -547,3 +547,72 @@ async def test_a_wave_after_a_quiet_spell_teaches_the_limit(clock: FakeClock) ->
     first_429 = min(t for t, ok in log if not ok)
     assert [t for t, ok in log if not ok and t > first_429 + 10.0] == []
     assert gov.learned_rate is not None and 8.0 <= gov.learned_rate <= 10.0
+
+
+# ---------------------------------------------------------------------- issue 16: a pace too high
+
+
+def settled_at(gov: RateGovernor, rate: float) -> None:
+    """Put ``gov`` at a settled pace of ``rate`` (as a first burst measured too high would)."""
+    assert gov._learner.adopt(rate, _timing.monotonic())
+    assert gov.state is PaceState.SETTLED and gov.learned_rate == rate
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("probe_step", [0.0, 0.04])
+async def test_a_settled_pace_above_the_limit_is_corrected_by_its_first_429(
+    clock: FakeClock, probe_step: float
+) -> None:
+    """A settled pace 9 % above a 10/s token bucket, pressed for 10 minutes: the first 429
+    (once the server's burst allowance drained) lowers it below the limit; no other 429
+    follows but one per failed probe (none without probing), each back below the 429'd pace."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor(probe_step=probe_step)
+    settled_at(gov, 10.9)
+    with anyio.fail_after(60):
+        log = await drive(gov, clock, 600.0, demand=30.0, admit=server.take)
+    refused = [t for t, ok in log if not ok]
+    assert len(refused) == 1 + gov.probes_failed
+    assert gov.probes_failed <= 4  # probes back off: 15, 30, 60, 120 ... s apart
+    assert gov.learned_rate is not None and gov.learned_rate <= 10.0
+    assert admitted_rate(log, refused[0] + 10.0) >= 9.0  # still close to the limit
+    if probe_step == 0.0:
+        assert gov.probes == 0 and len(refused) == 1
+
+
+@pytest.mark.anyio
+async def test_random_429s_while_not_pressing_do_not_lower_a_settled_pace(
+    clock: FakeClock,
+) -> None:
+    """A settled pace of 10/s, a batch asking for 4/s (never held back) and 10 % random 429s:
+    each only makes the refused request wait; the pace is not lowered."""
+    gov = RateGovernor()
+    settled_at(gov, 10.0)
+    draws = iter(range(10**9))
+
+    def flaky() -> float | None:
+        return 0.5 if next(draws) % 10 == 3 else None
+
+    with anyio.fail_after(60):
+        log = await drive(gov, clock, 600.0, demand=4.0, admit=flaky)
+    assert gov.rate_limited >= 200  # every tenth of ~2,400 requests
+    assert gov.lowered == 0 and gov.learned_rate is not None and gov.learned_rate >= 10.0
+    assert gov.own_waits == gov.rate_limited and gov.paused_seconds == 0.0
+    assert admitted_rate(log, log[0][0]) >= 0.75 * 4.0  # 10 % refused, each retried 0.5 s later
+
+
+@pytest.mark.anyio
+async def test_a_wavy_batch_at_a_settled_pace_above_the_limit_draws_one_429(
+    clock: FakeClock,
+) -> None:
+    """The 1,000-job benchmark's case: a settled pace of 11.25/s (12.5 % above a 10/s bucket),
+    waves of 15/s for 10 s between quiet spells: the first wave to drain the server's burst
+    allowance draws one 429, which lowers the pace; no later wave draws one (it used to take
+    three 429s in a row, or one per long wave, before the pace came down)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    settled_at(gov, 11.25)
+    with anyio.fail_after(60):
+        log = await drive_phases(gov, clock, waves(14), server.take)
+    assert len([t for t, ok in log if not ok]) == 1
+    assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.2

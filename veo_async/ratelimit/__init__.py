@@ -35,11 +35,13 @@ a 5xx was still admitted by the server's limiter) and the 429s.
 2. **Lowering.** The pace becomes ``headroom`` times the rate the server let through since
    the first 429 of the burst (between the first and last release let through: for a token
    bucket that is its refill rate, its burst allowance spent; a quiet spell before the burst
-   is not counted). Until ``min_measured_answers`` were let through since then, a limit only
-   pauses. The next epoch is a *verifying* one: a correct pace draws no 429 at all, so any
-   new 429 in it lowers again, measured over the requests released while the pace held them
-   back (one that did not wait starts the measurement over: the demand fell below the pace,
-   and a quiet spell would measure the demand, not the limit). Two lowerings usually suffice.
+   is not counted). Until ``min_measured_answers`` were let through since then, released
+   ``min_measured_seconds`` apart at least (a handful a few tenths of a second apart measure
+   the release jitter, not the limit), a limit only pauses. The next epoch is a *verifying*
+   one: a correct pace draws no 429 at all, so any new 429 in it lowers again, measured over
+   the requests released while the pace held them back (one that did not wait starts the
+   measurement over: the demand fell below the pace, and a quiet spell would measure the
+   demand, not the limit). Two lowerings usually suffice.
 3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
 4. **Probing.** While the pace is actually holding requests back (every request for
    ``probe_seconds`` without a break: a batch held back only in waves gains little from a
@@ -50,10 +52,14 @@ a 5xx was still admitted by the server's limiter) and the 429s.
    server's burst allowance can hide a small excess for a long while), reverts to the pace
    below it and multiplies the probe interval by ``probe_backoff`` (up to
    ``probe_max_factor``), so a fixed limit costs one 429 per ever-longer interval instead of
-   a sawtooth of bursts. At a settled pace an isolated 429 only pauses; ``min_evidence`` of
-   them within ``count_seconds`` lower the pace again (a limit that tightened), but only
-   while the pace is holding requests back: one that holds nothing back (the batch asks for
-   less now) is judged by rule 1, like no pace at all.
+   a sawtooth of bursts. At a settled pace that is holding requests back, a 429 is the
+   pace's own (the batch presses against it, so it is above the server's rate): it lowers
+   the pace by ``pressed_cut`` and verifies it again, so a first pace a few percent too high
+   (which passed ``verify_seconds`` while the server's burst allowance hid the excess) costs
+   one 429, not one each time the batch presses long enough. Once 429s were found to be
+   noise (rule 5), ``min_evidence`` of them within ``count_seconds`` are needed instead. A
+   settled pace that holds nothing back (the batch asks for less now) is judged by rule 1,
+   like no pace at all: scattered 429s then only pause.
 5. **Noise.** A chain of lowerings that leaves the refused share unchanged shows 429s that
    do not depend on the rate: the pace goes back up and such a share only pauses from then
    on (``noise``; see :func:`~veo_async.ratelimit._counts.noise_run`).

@@ -41,6 +41,13 @@ class GovernorTuning:
     blind_cut: float = 0.7
     """When a lowering has no measurement of the server's rate, the pace is cut by this
     factor (only while a pace exists; without one the 429 only pauses)."""
+    pressed_cut: float = 0.9
+    """A settled pace that draws a 429 while it holds requests back (the batch presses
+    against it, so the 429 is the pace's own, not noise) is multiplied by this and verified
+    again: a first pace a few percent above the limit passes ``verify_seconds`` while the
+    server's burst allowance hides the excess, then draws a 429 each time the batch presses
+    long enough (issue 16). 1 disables the rule (such 429s then lower the pace only once
+    ``min_evidence`` of them are counted)."""
     catch_up_seconds: float = 0.01
     """A learned pace allows ``1 + rate x catch_up_seconds`` tokens, to make up for the event
     loop waking a release a few milliseconds late, without allowing a burst."""
@@ -60,6 +67,11 @@ class GovernorTuning:
     """A refused share above this is always significant, however few the answers."""
     min_measured_answers: int = 5
     """Answers let through needed to measure a rate from the counted windows."""
+    min_measured_seconds: float = 1.0
+    """The rate let through since the first 429 of a burst is measured only over at least this
+    span of releases (between the first and the last let through): over a few tenths of a
+    second, the jitter of a handful of releases measured a 10/s limit at 11 to 14/s, a pace
+    that then drew a 429 each time the batch pressed long enough (issue 16)."""
 
     # -- verifying a pace
     verify_seconds: float = 10.0
@@ -103,6 +115,8 @@ class GovernorTuning:
     def __post_init__(self) -> None:
         if self.floor <= 0:
             raise ValueError("floor must be positive")
+        if not 0 < self.pressed_cut <= 1:
+            raise ValueError("pressed_cut must be in (0, 1]")
         if not 0 < self.headroom <= 1 or not 0 <= self.noise_tolerance < 1 or self.probe_step < 0:
             raise ValueError(
                 "headroom must be in (0, 1], noise_tolerance in [0, 1), probe_step >= 0"
