@@ -24,7 +24,7 @@ from veo_async.emulator import EmulatorConfig, EmulatorServer
 from veo_async.stores import JobState, budget_name
 
 from .._cli import no_traceback, read_manifest, run_cli
-from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
+from .._redis import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -32,18 +32,6 @@ TIME_SCALE = 0.01
 KEY = "sk-cli-store-SECRET-4242"
 LIMIT = 20.0
 """The rate-limited emulator's limit: real requests per second per key."""
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own (AOF on), or skip saying why."""
-    binary = redis_server_binary()
-    if binary is None:
-        pytest.skip(NO_REDIS_REASON)
-    server = RedisServer(binary, tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ from veo_async.stores import (
 )
 from veo_async.testing import emulated
 
-from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
+from .._redis import RedisServer, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -65,18 +65,6 @@ ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 WORKER = str(Path(__file__).with_name("_batch_worker.py"))
 SCALE = 0.005  # a generation takes about 0.2-0.6 s of wall time
 SKEW = 600.0  # ten minutes
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own (AOF on, fsync always), or skip saying why."""
-    binary = redis_server_binary()
-    if binary is None:
-        pytest.skip(NO_REDIS_REASON)
-    server = RedisServer(binary, tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @dataclass(frozen=True)

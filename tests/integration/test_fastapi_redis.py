@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from veo_async import AsyncVeoClient
 from veo_async.emulator import EmulatorConfig, EmulatorServer
 from veo_async.stores import Event, JobState, RedisStore
 
-from .._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
+from .._redis import RedisServer, free_port
 from .test_fastapi_app import AppServer, example
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -30,18 +29,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 TIME_SCALE = 0.1  # a job waits 2 s in the queue, then takes about 0.5-5 s more
 SECRET_KEY = "sk-fastapi-redis-SECRET-0123456789"
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own (AOF on), or skip saying why."""
-    binary = redis_server_binary()
-    if binary is None:
-        pytest.skip(NO_REDIS_REASON)
-    server = RedisServer(binary, tmp_path / "redis", free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 class Worker:
