@@ -104,7 +104,7 @@ def quick_plan() -> list[Cell]:
         Cell(condition, 20, 0.01, list(COMPETITORS), documented_sample=2)
         for condition in ("limits", "rate_limited", "faults")
     ]
-    cells.append(Cell("poller", 500, 0.05, ["gather-10s", "veo_async"]))
+    cells.append(Cell("poller", 200, 0.02, ["gather-10s", "veo_async"]))
     return cells
 
 

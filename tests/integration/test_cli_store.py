@@ -337,7 +337,10 @@ def test_two_processes_share_the_keys_rate_through_redis(
     for text in logs:
         assert "Traceback" not in text and KEY not in text
         assert f"{LIMIT:g} requests/s for all processes together" in text
-    assert _budget_members(redis) == 2
+    # Every process that created a job drew on the one budget. (Under a heavy load the second
+    # process can start after the first has leased all 30 prompts; it then sends nothing.)
+    working = {folder for folders in where.values() for folder in folders}
+    assert 1 <= len(working) <= _budget_members(redis) <= 2
     dump = _redis_dump(redis)
     assert "budget" in dump and budget_name(KEY) in dump
     assert KEY not in dump and "SECRET" not in dump
