@@ -110,3 +110,23 @@ async def test_leases_that_never_reached_the_engine_go_back_when_the_caller_stop
             assert held + len(free) + 1 == 30
     finally:
         await store.aclose()
+
+
+@STORE_KINDS
+async def test_inputs_to_create_are_leased_lease_batch_at_a_time(
+    store: JobStore, batch_id: str
+) -> None:
+    """Inputs to create never grow the round past ``lease_batch`` (however fast the engine
+    admits them): the work stays spread over the workers; every input is created once."""
+    counting = _CountingTakes(store)
+    prompts = [f"{batch_id} spread {i}" for i in range(40)]
+    opts = StoreOptions(lease_seconds=30, idle_poll=0.05, lease_batch=4)
+    async with emulated(time_scale=0.001) as service:
+        with anyio.fail_after(60):
+            async with service.client.batch(prompts, store=counting, store_options=opts) as b:
+                results = [r async for r in b]
+        assert sorted(r.index for r in results) == list(range(40))
+        assert all(r.ok for r in results)
+        assert service.stats()["generations_created"] == 40
+    assert max(asked for asked, _ in counting.takes) <= 4
+    assert sum(got for _, got in counting.takes) == 40

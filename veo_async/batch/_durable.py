@@ -7,8 +7,8 @@ The store is the truth and the :class:`~._batch.Batch` underneath is the engine.
   the request body, repeated requests numbered) and added to the store, idempotently: every
   worker of a batch adds the same inputs, and a rerun after a crash adds nothing new.
 - **Leases** hand the jobs to workers (:meth:`JobStore.take_work`): this worker feeds the
-  engine only the jobs it leased (in rounds sized to what the engine takes in: a few
-  creates, or hundreds of ids to track, per store call; see :func:`next_lease_size`), renews
+  engine only the jobs it leased (``lease_batch`` inputs to create per store call, or ids to
+  track in rounds that grow to hundreds: :func:`next_lease_size`), renews
   its leases while it works (``lease_seconds / 3``),
   and takes over the leases of a worker that stopped renewing (:meth:`JobStore.reclaim`: it
   died). What a leased job needs depends on its state in the store: ``pending`` is submitted,
@@ -105,11 +105,12 @@ class StoreOptions:
     idle_poll: float = 1.0
     """Seconds between looks for work (new, or a dead worker's) while there is none."""
     lease_batch: int = 8
-    """Jobs leased per request to the store at first, and at least. Later rounds lease what
-    the engine takes in within about half a second (up to 512 jobs per request, and
-    ``max_leased`` in all): a few when each job is a paced create, hundreds when they are ids
-    to track, which the engine takes at once. Small keeps the work spread over workers that
-    start together."""
+    """Jobs leased per request to the store while there are inputs to create: small keeps
+    the work spread over workers that start together. Ids to track (already submitted) are
+    leased in growing rounds instead, what the engine takes in within about half a second
+    (up to 512 per request, ``max_leased`` in all), so that tracking 100,000 ids costs a few
+    hundred store calls, not tens of thousands; ``lease_batch`` is then the first round and
+    the least."""
 
     def __post_init__(self) -> None:
         if not (self.lease_seconds > 0 and self.idle_poll > 0):
@@ -172,8 +173,10 @@ def next_lease_size(taken: int, seconds: float, floor: int, ceiling: int = LEASE
     ``taken`` jobs were taken in ``seconds``: the next round is what the engine would take
     in :data:`LEASE_HORIZON` seconds at that pace, no less than ``floor`` (the worker's
     ``lease_batch``) and no more than ``ceiling``. Tracked ids go into the engine at once (the
-    round grows to the ceiling: few store calls per id); creates go at the pace of the
-    concurrency cap and the rate limit (the round stays small: the work stays spread over the
+    round grows to the ceiling: few store calls per id); an engine held back (its caller reads
+    results slowly) brings it back down. Rounds with inputs to create are not sized by this:
+    they stay at ``lease_batch`` (the engine takes creates in as fast as it admits them, which
+    says nothing of how fast it gets through them, and small rounds keep them spread over the
     workers).
     """
     rate = taken / max(seconds, 1e-6)
@@ -481,7 +484,8 @@ class DurableBatch(Batch):
         """Lease jobs in rounds and hand them to the engine until none is left for this worker.
 
         A round is leased once the engine has taken the last one in; its size follows how
-        fast the engine took the last (:func:`next_lease_size`). When ``max_leased`` binds,
+        fast the engine took the last (:func:`next_lease_size`), or ``lease_batch`` after a
+        round with inputs to create. When ``max_leased`` binds,
         the loop waits for a useful amount of room (a quarter of the cap, or a round) instead
         of leasing a job or two per store call as single results end their leases.
         """
@@ -523,7 +527,11 @@ class DurableBatch(Batch):
             for item, job in zip(fresh, jobs, strict=True):
                 await self._hand_over(item, job)
             given = handover.waiting - given
-            if given:
+            creates = any(job is not None and job.generation_id is None for job in jobs)
+            if creates:
+                # Creates stay in small rounds: the work stays spread over the workers.
+                size = opts.lease_batch
+            elif given:
                 start = anyio.current_time()
                 await handover.drained()
                 size = next_lease_size(given, anyio.current_time() - start, opts.lease_batch)
