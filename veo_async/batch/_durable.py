@@ -8,12 +8,11 @@ The store is the truth and the :class:`~._batch.Batch` underneath is the engine.
   worker of a batch adds the same inputs, and a rerun after a crash adds nothing new.
 - **Leases** hand the jobs to workers (:meth:`JobStore.take_work`): this worker feeds the
   engine only the jobs it leased (``lease_batch`` inputs to create per store call, or ids to
-  track in rounds that grow to hundreds: :func:`next_lease_size`), renews
-  its leases while it works (``lease_seconds / 3``),
-  and takes over the leases of a worker that stopped renewing (:meth:`JobStore.reclaim`: it
-  died). What a leased job needs depends on its state in the store: ``pending`` is submitted,
-  ``submitted`` is tracked by its id, ``submitting`` (a worker died with the create in flight)
-  becomes ``uncertain`` and is never sent again.
+  track in rounds that grow to hundreds: :func:`next_lease_size`), renews its leases while it
+  works (``lease_seconds / 3``), and takes over the leases of a worker that stopped renewing
+  (:meth:`JobStore.reclaim`: it died). What a leased job needs depends on its state in the
+  store: ``pending`` is submitted, ``submitted`` is tracked by its id, ``submitting`` (a
+  worker died with the create in flight) becomes ``uncertain`` and is never sent again.
 - **The intent step** (:meth:`JobStore.claim_intent`) is taken right before the create is
   sent, after the engine's rate and cost checks: exactly one worker wins it, durably, so a
   create is never sent without its intent on record and never sent twice.
@@ -484,10 +483,10 @@ class DurableBatch(Batch):
         """Lease jobs in rounds and hand them to the engine until none is left for this worker.
 
         A round is leased once the engine has taken the last one in; its size follows how
-        fast the engine took the last (:func:`next_lease_size`), or ``lease_batch`` after a
-        round with inputs to create. When ``max_leased`` binds,
-        the loop waits for a useful amount of room (a quarter of the cap, or a round) instead
-        of leasing a job or two per store call as single results end their leases.
+        fast the engine took the last (:func:`next_lease_size`), or is ``lease_batch`` after a
+        round with inputs to create. When ``max_leased`` binds, the loop waits for a useful
+        amount of room (a quarter of the cap, or a round) instead of leasing a job or two per
+        store call as single results end their leases.
         """
         store, opts = self.store, self.store_options
         assert store is not None
