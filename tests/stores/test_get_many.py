@@ -208,3 +208,30 @@ async def test_a_caller_that_stops_in_a_burst_loses_none_of_it_to_the_rerun(
                     seen.append(result.generation_id)
         assert sorted(seen) == sorted(ids)  # each once, none lost
         assert service.stats()["generations_created"] == 12
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_transition_many_reloads_scripts_a_restarted_server_lost(
+    redis_server: Any, batch_id: str
+) -> None:
+    """``transition_many`` sends its scripts by hash, without a ``SCRIPT EXISTS`` round trip;
+    a server that lost them (``SCRIPT FLUSH``, as after a restart) gets them loaded again and
+    the changes are applied once."""
+    from veo_async.stores import Event, JobState, RedisStore
+
+    store = await RedisStore.open(redis_server.url, batch_id=batch_id)
+    try:
+        bodies = [{"model": "google/veo-3.1-t2v", "prompt": f"flush{i}"} for i in range(2)]
+        keys = input_keys(bodies)
+        await store.add_inputs(zip(keys, bodies, strict=True))
+        for key in keys:
+            assert await store.claim_intent(key, "w")
+        await store._r.script_flush()
+        applied = await store.transition_many(
+            [(key, Event.SUBMITTED, {"generation_id": f"g{i}"}) for i, key in enumerate(keys)]
+        )
+        assert applied == [True, True]
+        counts = await store.counts()
+        assert counts[JobState.SUBMITTED] == 2 and counts[JobState.SUBMITTING] == 0
+    finally:
+        await store.aclose()

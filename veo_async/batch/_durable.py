@@ -7,11 +7,12 @@ The store is the truth and the :class:`~._batch.Batch` underneath is the engine.
   the request body, repeated requests numbered) and added to the store, idempotently: every
   worker of a batch adds the same inputs, and a rerun after a crash adds nothing new.
 - **Leases** hand the jobs to workers (:meth:`JobStore.take_work`): this worker feeds the
-  engine only the jobs it leased, renews its leases while it works (``lease_seconds / 3``),
-  and takes over the leases of a worker that stopped renewing (:meth:`JobStore.reclaim`: it
-  died). What a leased job needs depends on its state in the store: ``pending`` is submitted,
-  ``submitted`` is tracked by its id, ``submitting`` (a worker died with the create in flight)
-  becomes ``uncertain`` and is never sent again.
+  engine only the jobs it leased (``lease_batch`` inputs to create per store call, or ids to
+  track in rounds that grow to hundreds: :func:`next_lease_size`), renews its leases while it
+  works (``lease_seconds / 3``), and takes over the leases of a worker that stopped renewing
+  (:meth:`JobStore.reclaim`: it died). What a leased job needs depends on its state in the
+  store: ``pending`` is submitted, ``submitted`` is tracked by its id, ``submitting`` (a
+  worker died with the create in flight) becomes ``uncertain`` and is never sent again.
 - **The intent step** (:meth:`JobStore.claim_intent`) is taken right before the create is
   sent, after the engine's rate and cost checks: exactly one worker wins it, durably, so a
   create is never sent without its intent on record and never sent twice.
@@ -37,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exceptions import CreateOutcomeUnknownError, RequestValidationError, WaitTimeoutError
 from .._models import Generation, GenerationStatus, VideoRequest, coerce_request
@@ -61,10 +61,16 @@ if TYPE_CHECKING:
     from ..stores import JobStore, StoredJob, WorkItem
     from ._api import JobsAPI
 
-__all__ = ["DurableBatch", "StoreOptions"]
+__all__ = ["DurableBatch", "StoreOptions", "next_lease_size"]
 
 RECORD_BATCH = 256
 """At most this many results that are already waiting are recorded in one store call."""
+
+LEASE_MAX = 512
+"""At most this many jobs are leased (and read) in one store call."""
+
+LEASE_HORIZON = 0.5
+"""A lease round covers about this many wall seconds of what the engine takes in."""
 
 log = logging.getLogger("veo_async.batch")
 
@@ -98,8 +104,12 @@ class StoreOptions:
     idle_poll: float = 1.0
     """Seconds between looks for work (new, or a dead worker's) while there is none."""
     lease_batch: int = 8
-    """Jobs leased per request to the store. Small keeps the work spread over workers that
-    start together; raise it to track many thousands of ids with fewer round trips."""
+    """Jobs leased per request to the store while there are inputs to create: small keeps
+    the work spread over workers that start together. Ids to track (already submitted) are
+    leased in growing rounds instead, what the engine takes in within about half a second
+    (up to 512 per request, ``max_leased`` in all), so that tracking 100,000 ids costs a few
+    hundred store calls, not tens of thousands; ``lease_batch`` is then the first round and
+    the least."""
 
     def __post_init__(self) -> None:
         if not (self.lease_seconds > 0 and self.idle_poll > 0):
@@ -156,6 +166,100 @@ class _StoreObserver:
             self._user.on_progress(counts)
 
 
+def next_lease_size(taken: int, seconds: float, floor: int, ceiling: int = LEASE_MAX) -> int:
+    """The size of the next lease round, from how fast the engine took the last one in.
+
+    ``taken`` jobs were taken in ``seconds``: the next round is what the engine would take
+    in :data:`LEASE_HORIZON` seconds at that pace, no less than ``floor`` (the worker's
+    ``lease_batch``) and no more than ``ceiling``. Tracked ids go into the engine at once (the
+    round grows to the ceiling: few store calls per id); an engine held back (its caller reads
+    results slowly) brings it back down. Rounds with inputs to create are not sized by this:
+    they stay at ``lease_batch`` (the engine takes creates in as fast as it admits them, which
+    says nothing of how fast it gets through them, and small rounds keep them spread over the
+    workers).
+    """
+    rate = taken / max(seconds, 1e-6)
+    return max(floor, min(ceiling, int(rate * LEASE_HORIZON)))
+
+
+class _HandOver:
+    """Leased jobs on their way into the engine: the engine's input, an async iterator.
+
+    A lease round is put in at once, and the engine takes the jobs one after the other
+    without a task switch for each (a checkpoint every :attr:`YIELD_EVERY`), where a
+    rendezvous stream would cost two switches per job. :meth:`drained` lets the lease loop
+    wait until the engine has taken everything before it leases more.
+    """
+
+    YIELD_EVERY = 64
+
+    def __init__(self) -> None:
+        self._items: deque[BatchItem] = deque()
+        self._wake: anyio.Event | None = None
+        self._empty: anyio.Event | None = None
+        self._closed = False
+        self._run = 0
+
+    @property
+    def waiting(self) -> int:
+        """Jobs put in and not taken by the engine yet."""
+        return len(self._items)
+
+    def put(self, item: BatchItem) -> None:
+        """Queue one job for the engine."""
+        self._items.append(item)
+        self._set_wake()
+
+    def close(self) -> None:
+        """No more jobs: the engine's input ends once it has taken what is queued."""
+        self._closed = True
+        self._set_wake()
+
+    def take_back(self) -> list[BatchItem]:
+        """Every job the engine has not taken (they will never reach it)."""
+        items = list(self._items)
+        self._items.clear()
+        self._set_empty()
+        return items
+
+    async def drained(self) -> None:
+        """Wait until the engine has taken every queued job."""
+        while self._items:
+            if self._empty is None:
+                self._empty = anyio.Event()
+            await self._empty.wait()
+
+    def _set_wake(self) -> None:
+        ev, self._wake = self._wake, None
+        if ev is not None:
+            ev.set()
+
+    def _set_empty(self) -> None:
+        ev, self._empty = self._empty, None
+        if ev is not None:
+            ev.set()
+
+    def __aiter__(self) -> _HandOver:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        if self._run >= self.YIELD_EVERY:  # before taking: a cancelled checkpoint loses nothing
+            self._run = 0
+            await anyio.lowlevel.checkpoint()
+        while not self._items:
+            self._run = 0
+            if self._closed:
+                raise StopAsyncIteration
+            if self._wake is None:
+                self._wake = anyio.Event()
+            await self._wake.wait()
+        item = self._items.popleft()
+        self._run += 1
+        if not self._items:
+            self._set_empty()
+        return item
+
+
 class DurableBatch(Batch):
     """A batch whose jobs live in a store; ``async with client.batch(inputs, store=...)``.
 
@@ -205,7 +309,8 @@ class DurableBatch(Batch):
         self._inner: Batch | None = None
         self._tg: TaskGroup | None = None
         self._bg_scope = anyio.CancelScope()
-        self._recv: MemoryObjectReceiveStream[BatchItem] | None = None
+        self._handover = _HandOver()
+        self._room: anyio.Event | None = None  # set when leases end (room for more)
         self._entered = False
         self._fed_all = False
 
@@ -218,10 +323,27 @@ class DurableBatch(Batch):
 
     def release(self, key: str) -> None:
         """Forget this worker's lease on ``key`` (another worker has the job)."""
-        self._held.pop(key, None)
+        self._drop(key)
+
+    def _drop(self, key: str) -> WorkItem | None:
+        """End this worker's hold on ``key`` (the lease loop may lease one more)."""
+        item = self._held.pop(key, None)
+        if item is not None:
+            ev, self._room = self._room, None
+            if ev is not None:
+                ev.set()
+        return item
+
+    async def _wait_room(self, need: int, timeout: float) -> None:
+        """Wait until ``need`` more jobs may be leased, or ``timeout`` s."""
+        with anyio.move_on_after(timeout):
+            while self.store_options.max_leased - len(self._held) < need:
+                if self._room is None:
+                    self._room = anyio.Event()
+                await self._room.wait()
 
     async def _ack(self, key: str) -> None:
-        item = self._held.pop(key, None)
+        item = self._drop(key)
         if item is not None and self.store is not None:
             await self.store.ack(self.worker, [item])
 
@@ -281,10 +403,8 @@ class DurableBatch(Batch):
             raise RuntimeError("a batch can be entered only once")
         self._entered = True
         await self._prepare()
-        send, recv = anyio.create_memory_object_stream[BatchItem](0)
-        self._recv = recv
         options = replace(self.options, observer=_StoreObserver(self, self.options.observer))
-        inner = self._inner = Batch(self._api, recv, options)
+        inner = self._inner = Batch(self._api, self._handover, options)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -293,14 +413,14 @@ class DurableBatch(Batch):
         except BaseException:
             await tg.__aexit__(None, None, None)
             raise
-        tg.start_soon(self._background, send)
+        tg.start_soon(self._background)
         return self
 
-    async def _background(self, send: MemoryObjectSendStream[BatchItem]) -> None:
+    async def _background(self) -> None:
         """The lease loop and the heartbeat, cancelled together (never the host task)."""
         with self._bg_scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._lease_loop, send)
+                tg.start_soon(self._lease_loop)
                 tg.start_soon(self._heartbeat_loop)
 
     async def __aexit__(
@@ -318,8 +438,7 @@ class DurableBatch(Batch):
                 suppress = await inner.__aexit__(exc_type, exc, tb)
             finally:
                 await tg.__aexit__(None, None, None)
-                if self._recv is not None:
-                    self._recv.close()
+                self._handover.close()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                     await self._give_back_unreturned()
                     await self._settle_leftovers(inner)
@@ -349,30 +468,45 @@ class DurableBatch(Batch):
 
     # ------------------------------------------------------------------ tasks
 
-    async def _lease_loop(self, send: MemoryObjectSendStream[BatchItem]) -> None:
+    async def _lease_loop(self) -> None:
         inner = self._inner
         assert inner is not None
         try:
-            async with send:
-                await self._feed(send)
+            await self._feed()
         except Exception as exc:
             inner._runner.die(exc)
         finally:
+            self._handover.close()
             self._fed_all = True
 
-    async def _feed(self, send: MemoryObjectSendStream[BatchItem]) -> None:
+    async def _feed(self) -> None:
+        """Lease jobs in rounds and hand them to the engine until none is left for this worker.
+
+        A round is leased once the engine has taken the last one in; its size follows how
+        fast the engine took the last (:func:`next_lease_size`), or is ``lease_batch`` after a
+        round with inputs to create. When ``max_leased`` binds, the loop waits for a useful
+        amount of room (a quarter of the cap, or a round) instead of leasing a job or two per
+        store call as single results end their leases.
+        """
         store, opts = self.store, self.store_options
         assert store is not None
+        handover = self._handover
+        size = opts.lease_batch
         while True:
+            await handover.drained()
+            useful = min(size, max(1, opts.max_leased // 4))
             room = opts.max_leased - len(self._held)
-            items: list[WorkItem] = []
-            if room > 0:
-                count = min(room, opts.lease_batch)
-                items = await store.take_work(self.worker, count=count)
-                if not items:
-                    items = await store.reclaim(
-                        self.worker, min_idle=opts.lease_seconds, count=count
-                    )
+            if room < useful:
+                if await self._nothing_left_for_me():
+                    return
+                await self._wait_room(useful, opts.idle_poll)
+                room = opts.max_leased - len(self._held)
+                if room <= 0:
+                    continue
+            count = min(room, size)
+            items = await store.take_work(self.worker, count=count)
+            if not items:
+                items = await store.reclaim(self.worker, min_idle=opts.lease_seconds, count=count)
             if not items:
                 if await self._nothing_left_for_me():
                     return
@@ -388,8 +522,18 @@ class DurableBatch(Batch):
                 self._held[item.key] = item
                 fresh.append(item)
             jobs = await _get_many(store, [item.key for item in fresh])
+            given = handover.waiting
             for item, job in zip(fresh, jobs, strict=True):
-                await self._hand_over(item, job, send)
+                await self._hand_over(item, job)
+            given = handover.waiting - given
+            creates = any(job is not None and job.generation_id is None for job in jobs)
+            if creates:
+                # Creates stay in small rounds: the work stays spread over the workers.
+                size = opts.lease_batch
+            elif given:
+                start = anyio.current_time()
+                await handover.drained()
+                size = next_lease_size(given, anyio.current_time() - start, opts.lease_batch)
 
     async def _nothing_left_for_me(self) -> bool:
         """Every unsettled job of the batch is one this worker holds (or none is left)."""
@@ -398,9 +542,7 @@ class DurableBatch(Batch):
         unsettled = sum(n for state, n in counts.items() if state.value in _UNSETTLED)
         return unsettled <= len(self._held)
 
-    async def _hand_over(
-        self, item: WorkItem, job: StoredJob | None, send: MemoryObjectSendStream[BatchItem]
-    ) -> None:
+    async def _hand_over(self, item: WorkItem, job: StoredJob | None) -> None:
         """Give one leased job (as the store knew it when leased) to the engine, or settle it
         from what the store knows."""
         from ..stores import Event, JobState
@@ -414,12 +556,10 @@ class DurableBatch(Batch):
         request = coerce_request(job.request) if job.request is not None else None
         state = job.state
         if state in (JobState.PENDING, JobState.REFUSED) and request is not None:
-            await self._send(send, position, BatchItem(request=request, key=item.key))
+            self._send(position, BatchItem(request=request, key=item.key))
         elif state is JobState.SUBMITTED and job.generation_id:
-            await self._send(
-                send,
-                position,
-                BatchItem(request=request, generation_id=job.generation_id, key=item.key),
+            self._send(
+                position, BatchItem(request=request, generation_id=job.generation_id, key=item.key)
             )
         elif state is JobState.SUBMITTING:
             # Its worker stopped with the create in flight: it may have been billed.
@@ -431,11 +571,9 @@ class DurableBatch(Batch):
             self._side.append(_settled(position, request, item.key, job))
             await self._ack(item.key)
 
-    async def _send(
-        self, send: MemoryObjectSendStream[BatchItem], position: int, item: BatchItem
-    ) -> None:
-        self._sent.append(position)
-        await send.send(item)
+    def _send(self, position: int, item: BatchItem) -> None:
+        self._sent.append(position)  # the engine takes the jobs in the order they are put
+        self._handover.put(item)
 
     async def _heartbeat_loop(self) -> None:
         store, opts = self.store, self.store_options
@@ -452,7 +590,7 @@ class DurableBatch(Batch):
                 if self._held.get(item.key) != item:
                     continue  # it ended here (acked) while the beat was on its way
                 log.warning("job %s was taken over by another worker", item.key)
-                self._held.pop(item.key, None)
+                self._drop(item.key)
 
     # ------------------------------------------------------------------ iteration
 
@@ -521,16 +659,21 @@ class DurableBatch(Batch):
             key = result.key
             if not isinstance(key, str) or isinstance(result.error, WaitTimeoutError):
                 continue
-            item = self._held.pop(key, None)
+            item = self._drop(key)
             if item is not None:
                 items.append(item)
         return items
 
     async def _give_back_unreturned(self) -> None:
-        """The caller stopped with recorded results it never saw: give their leases back to
-        the store (where it can: ``release``), so a rerun or a peer reports them at once."""
+        """The caller stopped with recorded results it never saw, or jobs leased that never
+        reached the engine: give their leases back to the store (where it can: ``release``),
+        so a rerun or a peer takes them at once instead of after ``lease_seconds``."""
         items, self._unreturned = list(self._unreturned.values()), {}
         self._ready.clear()
+        for untaken in self._handover.take_back():
+            lease = self._drop(untaken.key) if isinstance(untaken.key, str) else None
+            if lease is not None:
+                items.append(lease)
         release = getattr(self.store, "release", None)
         if items and release is not None:
             await release(self.worker, items)

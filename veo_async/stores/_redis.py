@@ -389,18 +389,42 @@ class RedisStore:
         call would be). Returns whether each transition was applied, in order."""
         if not changes and not ack:
             return []
-        pipe = self._r.pipeline(transaction=False)
-        for key, event, fields in changes:
-            keys, args = self._transition_call(key, event, fields)
-            await self._transition(keys=keys, args=args, client=pipe)  # queued, not sent
-        if ack:
-            pipe.xack(self._work, GROUP, *[i.id for i in ack])
-        replies = await self._call(pipe.execute())
+        calls = [self._transition_call(key, event, fields) for key, event, fields in changes]
+        sha = self._transition.sha
+
+        def build(pipe: Any) -> None:
+            for keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            if ack:
+                pipe.xack(self._work, GROUP, *[i.id for i in ack])
+
+        replies = await self._scripted_pipeline(build)
         replies = replies[: len(changes)]
         for (key, _, _), done in zip(changes, replies, strict=True):
             if int(done) < 0:
                 raise StoreError(f"job {key} is not in batch {self._batch}")
         return [int(done) == 1 for done in replies]
+
+    async def _scripted_pipeline(self, build: Any) -> list[Any]:
+        """Run the commands ``build(pipe)`` queues (``EVALSHA`` of this store's scripts among
+        them) in one round trip, without the ``SCRIPT EXISTS`` round trip ``redis.asyncio``
+        adds before every pipeline that runs a registered script. A server that lost its
+        scripts (restarted) answers ``NOSCRIPT``: they are loaded and the pipeline runs once
+        more (each script is idempotent under a retry: its call carries a token)."""
+        from redis.exceptions import NoScriptError
+
+        for _attempt in range(2):
+            pipe = self._r.pipeline(transaction=False)
+            build(pipe)
+            replies: list[Any] = await self._call(pipe.execute(raise_on_error=False))
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return replies
+            for script in (self._add, self._claim, self._transition, self._heartbeat):
+                script.sha = await self._call(self._r.script_load(script.script))
+        raise StoreError(f"the Redis store at {self.url} keeps losing its scripts")
 
     def _transition_call(
         self, key: str, event: Event, fields: Mapping[str, Any]
