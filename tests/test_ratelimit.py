@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Callable
 
 import anyio
@@ -524,15 +526,20 @@ async def test_after_the_first_burst_a_wavy_batch_draws_no_429(clock: FakeClock)
 
 @pytest.mark.anyio
 async def test_a_batch_held_back_all_the_time_still_probes(clock: FakeClock) -> None:
-    """Demand always above the pace: probing goes on (a limit that grew is found)."""
+    """Demand always above the pace: probing goes on, and a limit that grew is found once the
+    memory of the measured one (600 s) lapses: not above it before."""
     server = Bucket(clock, rate=10.0, capacity=10.0)
     gov = RateGovernor()
+    start = clock.now
     await drive(gov, clock, 120.0, demand=30.0, admit=server.take)
     settled = gov.learned_rate
     assert settled is not None
     server.rate = 20.0
-    await drive(gov, clock, 600.0, demand=30.0, admit=server.take)
+    await drive(gov, clock, 450.0, demand=30.0, admit=server.take)
+    assert gov.learned_rate is not None and gov.learned_rate <= 10.0  # below the old limit
+    await drive(gov, clock, 630.0, demand=30.0, admit=server.take)
     grown = gov.learned_rate
+    assert clock.now - start <= 1210.0
     assert gov.probes >= 3 and grown is not None and grown > 1.2 * settled
 
 
@@ -616,3 +623,42 @@ async def test_a_wavy_batch_at_a_settled_pace_above_the_limit_draws_one_429(
         log = await drive_phases(gov, clock, waves(14), server.take)
     assert len([t for t, ok in log if not ok]) == 1
     assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.2
+
+
+# ---------------------------------------------------------------------- issue 16: probes over hours
+
+
+@pytest.mark.anyio
+async def test_pressed_for_9000_s_a_fixed_limit_costs_a_429_per_doubling(clock: FakeClock) -> None:
+    """A 10/s token bucket (burst 10) pressed at 30/s for 9,000 s (the 10,000-job run's length):
+    after the first burst only failed probes draw a 429, one per doubling of the memory of the
+    limit (600, 1,200, 2,400 s ...): 3, not the 26 of a probe that stood above the limit and
+    was made again every 6 minutes. The pace stays under the limit and within 3 % of it."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    with anyio.fail_after(120):
+        log = await drive(gov, clock, 9000.0, demand=30.0, admit=server.take)
+    refused = [t for t, ok in log if not ok]
+    late = [t for t in refused if t > refused[0] + 10.0]
+    assert len(late) == gov.probes_failed <= 3
+    gaps = [b - a for a, b in itertools.pairwise(late)]
+    assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(gaps))
+    assert late[0] - refused[0] >= 600.0  # nothing above the measured limit for 10 minutes
+    assert gov.learned_rate is not None and 9.7 <= gov.learned_rate <= 10.0
+    assert admitted_rate(log, refused[0] + 10.0) >= 9.6
+
+
+@pytest.mark.anyio
+async def test_no_probe_above_a_remembered_ceiling(clock: FakeClock) -> None:
+    """A failed probe caps later probes at the pace that held until the memory lapses; a
+    measured limit caps them at 0.99 x it; ``ceiling_memory_intervals=inf`` never probes above."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor(tuning=GovernorTuning(ceiling_memory_intervals=math.inf))
+    with anyio.fail_after(60):
+        log = await drive(gov, clock, 3000.0, demand=30.0, admit=server.take)
+    refused = [t for t, ok in log if not ok]
+    assert [t for t in refused if t > refused[0] + 10.0] == []
+    cap = gov._learner.probe_cap(clock.now)
+    assert cap is not None and cap <= 10.0
+    assert gov.learned_rate is not None and gov.learned_rate <= cap + 1e-9
+    assert gov.probes_failed == 0

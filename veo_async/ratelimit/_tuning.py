@@ -97,6 +97,17 @@ class GovernorTuning:
     """A failed probe multiplies the probe interval by this ..."""
     probe_max_factor: float = 16.0
     """... up to this factor."""
+    ceiling_memory_intervals: float = 40.0
+    """A rate the server was measured to let through, and a pace that drew a 429 while the
+    batch pressed against it (a failed probe, a settled pace that was cut), are a *ceiling*:
+    for this many ``probe_seconds`` (600 s by default) probes stay below it
+    (``probe_ceiling_margin`` x it). Each failed probe doubles this memory, with no upper
+    bound: a fixed limit pressed for hours costs one 429 per doubling (3 over 9,000 s), not
+    one per ``probe_max_factor`` interval (26 over 9,000 s, issue 16), and a limit that grew
+    is still found once the memory lapses. ``math.inf``: never probe above a ceiling."""
+    probe_ceiling_margin: float = 0.99
+    """While a ceiling is remembered, a probe goes at most to this fraction of it (a probe
+    that would gain less than a quarter of ``probe_step`` is not made)."""
 
     # -- telling noise from a limit
     noise_min_answers: int = 20
@@ -115,6 +126,10 @@ class GovernorTuning:
     def __post_init__(self) -> None:
         if self.floor <= 0:
             raise ValueError("floor must be positive")
+        if not self.ceiling_memory_intervals >= 0 or not 0 < self.probe_ceiling_margin <= 1:
+            raise ValueError(
+                "ceiling_memory_intervals must be >= 0, probe_ceiling_margin in (0, 1]"
+            )
         if not 0 < self.pressed_cut <= 1:
             raise ValueError("pressed_cut must be in (0, 1]")
         if not 0 < self.headroom <= 1 or not 0 <= self.noise_tolerance < 1 or self.probe_step < 0:
