@@ -662,3 +662,18 @@ async def test_no_probe_above_a_remembered_ceiling(clock: FakeClock) -> None:
     assert cap is not None and cap <= 10.0
     assert gov.learned_rate is not None and gov.learned_rate <= cap + 1e-9
     assert gov.probes_failed == 0
+
+
+@pytest.mark.anyio
+async def test_long_waves_for_9000_s_draw_no_429_after_the_first_burst(clock: FakeClock) -> None:
+    """A batch whose waves hold every request back for 20 s (longer than ``probe_seconds``),
+    then go quiet, for 9,000 s against a 10/s bucket: a probe at the end of a wave (the
+    server's burst allowance spent) above the limit would draw a 429 at once, as at 98 s of a
+    1,000-job run; probes stay under the measured limit, and above it only for a backlog."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    with anyio.fail_after(120):
+        log = await drive_phases(gov, clock, [(20.0, 15.0), (25.0, 2.0)] * 200, server.take)
+    refused = [t for t, ok in log if not ok]
+    assert [t for t in refused if t > refused[0] + 10.0] == []
+    assert gov.learned_rate is not None and 9.0 <= gov.learned_rate <= 10.0

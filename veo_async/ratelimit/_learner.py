@@ -387,6 +387,12 @@ class PaceLearner:
                 target = min(target, cap)
                 if target < learned * (1.0 + t.probe_step / 4.0):
                     return
+            elif (
+                self._probe_cap is not None
+                and target > self._probe_cap
+                and now - self._last_unheld < t.ceiling_probe_hold_seconds * scale
+            ):
+                return  # above a lapsed ceiling: only for a backlog, not for a wave
             self._settled_rate = learned
             self.probes += 1
             self.learned_rate = target

@@ -108,6 +108,13 @@ class GovernorTuning:
     probe_ceiling_margin: float = 0.99
     """While a ceiling is remembered, a probe goes at most to this fraction of it (a probe
     that would gain less than a quarter of ``probe_step`` is not made)."""
+    ceiling_probe_hold_seconds: float = 60.0
+    """A probe above a ceiling whose memory lapsed is made only once the pace held back every
+    request for this long without a break (instead of ``probe_seconds``). A batch held back
+    in waves (its jobs finishing together, for a few to a few dozen seconds) gains a fraction
+    of a second per wave from a faster pace, and at the end of a wave the server's burst
+    allowance is spent, so a probe above the limit draws a 429 at once (the 429 at 98 s of a
+    1,000-job run, issue 16); a backlog that presses for minutes gains from it."""
 
     # -- telling noise from a limit
     noise_min_answers: int = 20
