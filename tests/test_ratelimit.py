@@ -677,3 +677,22 @@ async def test_long_waves_for_9000_s_draw_no_429_after_the_first_burst(clock: Fa
     refused = [t for t, ok in log if not ok]
     assert [t for t in refused if t > refused[0] + 10.0] == []
     assert gov.learned_rate is not None and 9.0 <= gov.learned_rate <= 10.0
+
+
+@pytest.mark.anyio
+async def test_a_first_pace_above_the_limit_never_pressed_is_cut_by_the_first_wave(
+    clock: FakeClock,
+) -> None:
+    """A first burst's pace 5 % above a 10/s bucket, still being verified because the batch
+    then asked for less (2/s for 40 s), then waves of 15/s for 25 s: the first 429 of the first wave
+    is the pace's own (it holds requests back): it cuts the pace below the limit, and no
+    other 429 follows (three in a row used to, a few seconds apart)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    gov._learner._set_pace(10.5, PaceState.VERIFYING, _timing.monotonic())
+    with anyio.fail_after(60):
+        await drive(gov, clock, 40.0, demand=2.0, admit=server.take)
+        assert gov.state is PaceState.VERIFYING  # never pressed
+        log = await drive_phases(gov, clock, [(25.0, 15.0), (35.0, 2.0)] * 8, server.take)
+    assert len([t for t, ok in log if not ok]) == 1
+    assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.0

@@ -121,7 +121,7 @@ class PaceLearner:
             state is PaceState.SETTLED and self._probe_base is not None
         ):
             self._probe_failed(now)
-        elif state is PaceState.SETTLED and holding and self._pressed_cut_applies():
+        elif holding and self._pressed_cut_applies() and self._pace_stood(now):
             self._cut_pressed(now)
         elif self._shows_limit(holding) and not self._noise_found(now):
             self._lower(now)
@@ -211,6 +211,20 @@ class PaceLearner:
         429 each time the batch presses long enough (issue 16). Not once 429s were found to be
         noise (those keep the rule of :meth:`_shows_limit`)."""
         return self.tuning.pressed_cut < 1.0 and self.noise == 0.0
+
+    def _pace_stood(self, now: float) -> bool:
+        """Whether the pace stood ``verify_seconds`` without a 429: settled, or still being
+        verified because the batch never pressed it (a first burst's pace, then a batch asking
+        for less until its first wave of jobs finished). A 429 while such a pace holds
+        requests back is the pace's own: a first burst measured a few percent too high (2 to
+        7 % at time scale 0.1, where the jitter of the releases is a larger share of the
+        span) drew a 429 every few seconds of the first wave, three in a row (issue 16)."""
+        if self.state is PaceState.SETTLED:
+            return True
+        return (
+            self.state is PaceState.VERIFYING
+            and now - self._epoch_start >= self.tuning.verify_seconds * self.time_scale
+        )
 
     def _cut_pressed(self, now: float) -> None:
         """Lower a settled pace that drew a 429 while pressing by ``pressed_cut``, below the
