@@ -12,7 +12,7 @@ import pytest
 
 from veo_async import _timing
 from veo_async.ratelimit import GovernorTuning, PaceState, RateGovernor, RateLimitPause, TokenBucket
-from veo_async.ratelimit._counts import is_significant, noise_run
+from veo_async.ratelimit._counts import Press, is_significant, noise_run
 
 
 class FakeClock:
@@ -696,3 +696,28 @@ async def test_a_first_pace_above_the_limit_never_pressed_is_cut_by_the_first_wa
         log = await drive_phases(gov, clock, [(25.0, 15.0), (35.0, 2.0)] * 8, server.take)
     assert len([t for t, ok in log if not ok]) == 1
     assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.0
+
+
+def test_a_batch_of_releases_at_the_end_of_a_pause_is_not_counted_in_the_rate() -> None:
+    """The end of a pause releases every request it held at once; the server lets a few of
+    them through on tokens it saved before. Those do not measure its rate: 4 let through at
+    the first release time, then one every 0.1 s for 1 s, is 10/s (``ok - 1`` over the span
+    said 13/s, the first burst's pace above a 10/s limit, issue 16)."""
+    press = Press(batch_seconds=0.003)
+    press.begin(0.0)
+    for k in range(4):
+        press.admitted(0.05, sent_at=1.0 + k * 0.0005)  # one batch (within 3 ms)
+    for k in range(1, 11):
+        press.admitted(1.0 + k * 0.1, sent_at=1.0 + k * 0.1)
+    assert press.enough(5) and press.first_n == 4
+    assert press.rate() == pytest.approx(10.0)
+    single = Press()  # no batching: every release on its own, as before
+    single.begin(0.0)
+    for k in range(11):
+        single.admitted(1.0 + k * 0.1, sent_at=1.0 + k * 0.1)
+    assert single.rate() == pytest.approx(10.0)
+    only_batch = Press(batch_seconds=0.003)
+    only_batch.begin(0.0)
+    for k in range(6):
+        only_batch.admitted(1.0, sent_at=1.0 + k * 0.0001)
+    assert not only_batch.enough(5)  # nothing after the first batch: no rate yet

@@ -41,10 +41,10 @@ class PaceLearner:
         self._epoch_sent = 0
         self._last_unheld = -math.inf
         self._windows = AnswerWindows(tuning.count_seconds * time_scale)
-        self._press = Press()
+        self._press = Press(tuning.release_batch_seconds)
         # Successes since the first 429 of a burst: the server's rate once its burst
         # allowance was drained (what a first pace is set from).
-        self._since_refusal = Press()
+        self._since_refusal = Press(tuning.release_batch_seconds)
         self._since_limited = 0  # the 429s of requests released since then
         self._chain: list[Epoch] = []
         self._pace_set = False
