@@ -32,6 +32,13 @@ Figures per run (from the worker's report, the emulator ledger and the emulator'
   waiting for one of the 50 slots.
 * client CPU share: client CPU seconds per wall second (1.0 = one core busy); above 0.8 the
   run is flagged client CPU-bound.
+* create-order bound (notes): the makespan the server alone gives this run's creates, in the
+  order and at the times the ledger shows them, every completion noticed at once (FIFO on the
+  50 slots, each job ready after the queue delay, the ledger's generation times). The
+  makespan minus this bound is what noticing the completions cost; the bound itself moves
+  with which generation times the create order puts in the last wave (generation times are a
+  hash of the seed and the prompt, so at N = 100 one long job created late decides it: the
+  same create times in input order and in a retry-shuffled order differ by up to 6 s, issue 16).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from benchmarks.run import (
     QUEUE_DELAY,
     SEED,
     Cell,
+    _list_schedule,
     _run_worker,
     cell_settings,
     ideal_makespan,
@@ -65,6 +73,7 @@ __all__ = [
     "CLIENTS",
     "SCENARIOS",
     "main",
+    "create_order_bound",
     "paid_not_started_max",
     "render",
     "run_matrix",
@@ -82,6 +91,28 @@ BURST_WINDOW_S = 10.0
 CPU_BOUND = 0.8
 RAW_DIR: Path | None = None
 """``--raw DIR``: where each run's raw data goes (worker jobs, ledger, every answer), or None."""
+
+
+def create_order_bound(
+    records: list[dict[str, Any]], started_at: float, scale: float
+) -> float | None:
+    """Real-time seconds from ``started_at`` (wall) to the last completion the server alone
+    gives these creates (ledger order and times, FIFO on ``MAX_CONCURRENT`` slots, each ready
+    after the queue delay), or ``None`` without a completed job."""
+    done = [
+        r
+        for r in records
+        if r.get("created_at") is not None
+        and r.get("started_at") is not None
+        and r.get("completed_at") is not None
+    ]
+    if not done:
+        return None
+    done.sort(key=lambda r: float(r["created_at"]))
+    ready = [float(r["created_at"]) + QUEUE_DELAY * scale for r in done]
+    durations = [float(r["completed_at"]) - float(r["started_at"]) for r in done]
+    end = _list_schedule(durations, ready, MAX_CONCURRENT)
+    return max(0.0, end - started_at) / scale
 
 
 def paid_not_started_max(records: list[dict[str, Any]], grace: float = 0.0) -> int:
@@ -140,6 +171,7 @@ def _one_run(
             "http_429_after_10s": sum(1 for t in times if t > start_end),
             "paid_not_started_max": paid_not_started_max(records),
             "held_back_max": paid_not_started_max(records, QUEUE_DELAY * scale + 1e-3),
+            "create_order_bound_s": create_order_bound(records, worker["started_at"], scale),
             "cpu_bound": (figures["client_cpu_share"] or 0.0) > CPU_BOUND,
             "not_delivered": figures["failed"],
         }
@@ -159,7 +191,8 @@ def _one_run(
         f"{figures['makespan_s']:.0f} s, {figures['status_requests_per_job']:.1f} polls/job, "
         f"delay {figures['mean_delay_s'] or 0:.1f}/{figures['p99_delay_s'] or 0:.1f} s, "
         f"429 {figures['http_429']} ({figures['http_429_after_burst']} after burst), "
-        f"ok {figures['succeeded']}/{cell.n}, cpu {figures['client_cpu_share'] or 0:.2f}",
+        f"ok {figures['succeeded']}/{cell.n}, cpu {figures['client_cpu_share'] or 0:.2f}, "
+        f"create-order bound {figures['create_order_bound_s'] or 0:.0f} s",
         file=log,
         flush=True,
     )
@@ -283,6 +316,9 @@ def render(document: dict[str, Any]) -> str:
     for cell in document["cells"]:
         for run in cell["runs"]:
             notes = "; ".join(run.get("notes", []))
+            bound = run.get("create_order_bound_s")
+            if bound is not None:
+                notes = (notes + "; " if notes else "") + f"create-order bound {bound:,.0f} s"
             errors = ", ".join(run.get("errors_sample", []))
             lines.append(
                 f"- {cell['scenario']}/N={cell['n']}{_scale_note(cell)} {run['competitor']}: "

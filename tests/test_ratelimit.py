@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Callable
 
 import anyio
@@ -10,7 +12,7 @@ import pytest
 
 from veo_async import _timing
 from veo_async.ratelimit import GovernorTuning, PaceState, RateGovernor, RateLimitPause, TokenBucket
-from veo_async.ratelimit._counts import is_significant, noise_run
+from veo_async.ratelimit._counts import Press, is_significant, noise_run
 
 
 class FakeClock:
@@ -524,15 +526,20 @@ async def test_after_the_first_burst_a_wavy_batch_draws_no_429(clock: FakeClock)
 
 @pytest.mark.anyio
 async def test_a_batch_held_back_all_the_time_still_probes(clock: FakeClock) -> None:
-    """Demand always above the pace: probing goes on (a limit that grew is found)."""
+    """Demand always above the pace: probing goes on, and a limit that grew is found once the
+    memory of the measured one (600 s) lapses: not above it before."""
     server = Bucket(clock, rate=10.0, capacity=10.0)
     gov = RateGovernor()
+    start = clock.now
     await drive(gov, clock, 120.0, demand=30.0, admit=server.take)
     settled = gov.learned_rate
     assert settled is not None
     server.rate = 20.0
-    await drive(gov, clock, 600.0, demand=30.0, admit=server.take)
+    await drive(gov, clock, 450.0, demand=30.0, admit=server.take)
+    assert gov.learned_rate is not None and gov.learned_rate <= 10.0  # below the old limit
+    await drive(gov, clock, 630.0, demand=30.0, admit=server.take)
     grown = gov.learned_rate
+    assert clock.now - start <= 1210.0
     assert gov.probes >= 3 and grown is not None and grown > 1.2 * settled
 
 
@@ -616,3 +623,101 @@ async def test_a_wavy_batch_at_a_settled_pace_above_the_limit_draws_one_429(
         log = await drive_phases(gov, clock, waves(14), server.take)
     assert len([t for t, ok in log if not ok]) == 1
     assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.2
+
+
+# ---------------------------------------------------------------------- issue 16: probes over hours
+
+
+@pytest.mark.anyio
+async def test_pressed_for_9000_s_a_fixed_limit_costs_a_429_per_doubling(clock: FakeClock) -> None:
+    """A 10/s token bucket (burst 10) pressed at 30/s for 9,000 s (the 10,000-job run's length):
+    after the first burst only failed probes draw a 429, one per doubling of the memory of the
+    limit (600, 1,200, 2,400 s ...): 3, not the 26 of a probe that stood above the limit and
+    was made again every 6 minutes. The pace stays under the limit and within 3 % of it."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    with anyio.fail_after(120):
+        log = await drive(gov, clock, 9000.0, demand=30.0, admit=server.take)
+    refused = [t for t, ok in log if not ok]
+    late = [t for t in refused if t > refused[0] + 10.0]
+    assert len(late) == gov.probes_failed <= 3
+    gaps = [b - a for a, b in itertools.pairwise(late)]
+    assert all(later >= 1.8 * earlier for earlier, later in itertools.pairwise(gaps))
+    assert late[0] - refused[0] >= 600.0  # nothing above the measured limit for 10 minutes
+    assert gov.learned_rate is not None and 9.7 <= gov.learned_rate <= 10.0
+    assert admitted_rate(log, refused[0] + 10.0) >= 9.6
+
+
+@pytest.mark.anyio
+async def test_no_probe_above_a_remembered_ceiling(clock: FakeClock) -> None:
+    """A failed probe caps later probes at the pace that held until the memory lapses; a
+    measured limit caps them at 0.99 x it; ``ceiling_memory_intervals=inf`` never probes above."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor(tuning=GovernorTuning(ceiling_memory_intervals=math.inf))
+    with anyio.fail_after(60):
+        log = await drive(gov, clock, 3000.0, demand=30.0, admit=server.take)
+    refused = [t for t, ok in log if not ok]
+    assert [t for t in refused if t > refused[0] + 10.0] == []
+    cap = gov._learner.probe_cap(clock.now)
+    assert cap is not None and cap <= 10.0
+    assert gov.learned_rate is not None and gov.learned_rate <= cap + 1e-9
+    assert gov.probes_failed == 0
+
+
+@pytest.mark.anyio
+async def test_long_waves_for_9000_s_draw_no_429_after_the_first_burst(clock: FakeClock) -> None:
+    """A batch whose waves hold every request back for 20 s (longer than ``probe_seconds``),
+    then go quiet, for 9,000 s against a 10/s bucket: a probe at the end of a wave (the
+    server's burst allowance spent) above the limit would draw a 429 at once, as at 98 s of a
+    1,000-job run; probes stay under the measured limit, and above it only for a backlog."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    with anyio.fail_after(120):
+        log = await drive_phases(gov, clock, [(20.0, 15.0), (25.0, 2.0)] * 200, server.take)
+    refused = [t for t, ok in log if not ok]
+    assert [t for t in refused if t > refused[0] + 10.0] == []
+    assert gov.learned_rate is not None and 9.0 <= gov.learned_rate <= 10.0
+
+
+@pytest.mark.anyio
+async def test_a_first_pace_above_the_limit_never_pressed_is_cut_by_the_first_wave(
+    clock: FakeClock,
+) -> None:
+    """A first burst's pace 5 % above a 10/s bucket, still being verified because the batch
+    then asked for less (2/s for 40 s), then waves of 15/s for 25 s: the first 429 of the first wave
+    is the pace's own (it holds requests back): it cuts the pace below the limit, and no
+    other 429 follows (three in a row used to, a few seconds apart)."""
+    server = Bucket(clock, rate=10.0, capacity=10.0)
+    gov = RateGovernor()
+    gov._learner._set_pace(10.5, PaceState.VERIFYING, _timing.monotonic())
+    with anyio.fail_after(60):
+        await drive(gov, clock, 40.0, demand=2.0, admit=server.take)
+        assert gov.state is PaceState.VERIFYING  # never pressed
+        log = await drive_phases(gov, clock, [(25.0, 15.0), (35.0, 2.0)] * 8, server.take)
+    assert len([t for t, ok in log if not ok]) == 1
+    assert gov.lowered == 1 and gov.learned_rate is not None and gov.learned_rate <= 10.0
+
+
+def test_a_batch_of_releases_at_the_end_of_a_pause_is_not_counted_in_the_rate() -> None:
+    """The end of a pause releases every request it held at once; the server lets a few of
+    them through on tokens it saved before. Those do not measure its rate: 4 let through at
+    the first release time, then one every 0.1 s for 1 s, is 10/s (``ok - 1`` over the span
+    said 13/s, the first burst's pace above a 10/s limit, issue 16)."""
+    press = Press(batch_seconds=0.003)
+    press.begin(0.0)
+    for k in range(4):
+        press.admitted(0.05, sent_at=1.0 + k * 0.0005)  # one batch (within 3 ms)
+    for k in range(1, 11):
+        press.admitted(1.0 + k * 0.1, sent_at=1.0 + k * 0.1)
+    assert press.enough(5) and press.first_n == 4
+    assert press.rate() == pytest.approx(10.0)
+    single = Press()  # no batching: every release on its own, as before
+    single.begin(0.0)
+    for k in range(11):
+        single.admitted(1.0 + k * 0.1, sent_at=1.0 + k * 0.1)
+    assert single.rate() == pytest.approx(10.0)
+    only_batch = Press(batch_seconds=0.003)
+    only_batch.begin(0.0)
+    for k in range(6):
+        only_batch.admitted(1.0, sent_at=1.0 + k * 0.0001)
+    assert not only_batch.enough(5)  # nothing after the first batch: no rate yet

@@ -37,16 +37,24 @@ a 5xx was still admitted by the server's limiter) and the 429s.
    bucket that is its refill rate, its burst allowance spent; a quiet spell before the burst
    is not counted). Until ``min_measured_answers`` were let through since then, released
    ``min_measured_seconds`` apart at least (a handful a few tenths of a second apart measure
-   the release jitter, not the limit), a limit only pauses. The next epoch is a *verifying*
-   one: a correct pace draws no 429 at all, so any new 429 in it lowers again, measured over
-   the requests released while the pace held them back (one that did not wait starts the
-   measurement over: the demand fell below the pace, and a quiet spell would measure the
-   demand, not the limit). Two lowerings usually suffice.
+   the release jitter, not the limit), a limit only pauses. The first batch of releases
+   (within ``release_batch_seconds``: a pause's end releases every request it held at once)
+   is not counted: the server let those through on tokens saved before. The next epoch is a
+   *verifying* one: a correct pace draws no 429 at all, so any new 429 in it lowers again,
+   measured over the requests released while the pace held them back (one that did not wait
+   starts the measurement over: the demand fell below the pace, and a quiet spell would
+   measure the demand, not the limit). Two lowerings usually suffice.
 3. **Settled.** Once ``verify_seconds`` pass without a 429 the pace is settled.
 4. **Probing.** While the pace is actually holding requests back (every request for
    ``probe_seconds`` without a break: a batch held back only in waves gains little from a
    faster pace), every ``probe_seconds`` it is raised by ``probe_step`` to find a limit that
-   has grown. The probe stands after
+   has grown, but no higher than a remembered *ceiling*: ``probe_ceiling_margin`` x a rate
+   measured as the server's or a pace that drew a 429 while pressing, and the pace a failed
+   probe fell back to. A ceiling is remembered for ``ceiling_memory_intervals`` x
+   ``probe_seconds`` (600 s), doubled by every failed probe without bound; once it lapses,
+   a probe above it is made only after ``ceiling_probe_hold_seconds`` of holding back every
+   request (a backlog, not a wave). A fixed limit pressed for 9,000 s then costs 3 429s, not
+   26. The probe stands after
    ``probe_stand_intervals`` more intervals without a 429, if requests went faster than the
    old pace. A 429 during a probe, or at the pace it reached before the next probe (a
    server's burst allowance can hide a small excess for a long while), reverts to the pace
@@ -56,7 +64,10 @@ a 5xx was still admitted by the server's limiter) and the 429s.
    pace's own (the batch presses against it, so it is above the server's rate): it lowers
    the pace by ``pressed_cut`` and verifies it again, so a first pace a few percent too high
    (which passed ``verify_seconds`` while the server's burst allowance hid the excess) costs
-   one 429, not one each time the batch presses long enough. Once 429s were found to be
+   one 429, not one each time the batch presses long enough. The same holds for a pace still
+   being verified ``verify_seconds`` after it was set because the batch never pressed it (a
+   first burst's pace, then a quiet spell until the first wave of jobs ends). Once 429s were
+   found to be
    noise (rule 5), ``min_evidence`` of them within ``count_seconds`` are needed instead. A
    settled pace that holds nothing back (the batch asks for less now) is judged by rule 1,
    like no pace at all: scattered 429s then only pause.

@@ -41,13 +41,19 @@ class PaceLearner:
         self._epoch_sent = 0
         self._last_unheld = -math.inf
         self._windows = AnswerWindows(tuning.count_seconds * time_scale)
-        self._press = Press()
+        self._press = Press(tuning.release_batch_seconds)
         # Successes since the first 429 of a burst: the server's rate once its burst
         # allowance was drained (what a first pace is set from).
-        self._since_refusal = Press()
+        self._since_refusal = Press(tuning.release_batch_seconds)
         self._since_limited = 0  # the 429s of requests released since then
         self._chain: list[Epoch] = []
         self._pace_set = False
+        # The highest pace probes may reach until ``_ceiling_until`` (below a measured limit,
+        # a pace that drew a 429 while pressing, or at the pace a failed probe went back to);
+        # each failed probe doubles the memory.
+        self._probe_cap: float | None = None
+        self._ceiling_until = -math.inf
+        self._ceiling_factor = 1.0
 
     @property
     def rate(self) -> float | None:
@@ -115,7 +121,7 @@ class PaceLearner:
             state is PaceState.SETTLED and self._probe_base is not None
         ):
             self._probe_failed(now)
-        elif state is PaceState.SETTLED and holding and self._pressed_cut_applies():
+        elif holding and self._pressed_cut_applies() and self._pace_stood(now):
             self._cut_pressed(now)
         elif self._shows_limit(holding) and not self._noise_found(now):
             self._lower(now)
@@ -148,7 +154,33 @@ class PaceLearner:
         self._set_pace(max(self.tuning.floor, rate), PaceState.SETTLED, now)
         return True
 
+    def probe_cap(self, now: float) -> float | None:
+        """The highest pace a probe may reach at ``now`` (``None``: no ceiling remembered)."""
+        if self._probe_cap is None or now >= self._ceiling_until:
+            return None
+        return self._probe_cap
+
     # ------------------------------------------------------------------ decisions
+
+    def _remember_ceiling(self, cap: float, now: float, *, failed_probe: bool = False) -> None:
+        """Probes go no higher than ``cap`` for a while (``ceiling_memory_intervals`` x
+        ``probe_seconds``, doubled by every failed probe, without bound)."""
+        t = self.tuning
+        if failed_probe:
+            self._ceiling_factor *= 2.0
+        memory = t.ceiling_memory_intervals * t.probe_seconds * self._ceiling_factor
+        until = now + memory * self.time_scale
+        current = self.probe_cap(now)
+        if current is None:
+            self._probe_cap, self._ceiling_until = cap, until
+            return
+        self._probe_cap = min(current, cap)
+        self._ceiling_until = max(self._ceiling_until, until)
+
+    def _below_limit(self, rate: float, now: float) -> None:
+        """``rate`` is the server's limit (measured) or above it (a pace that drew a 429 while
+        the batch pressed against it): probes stay below it (``probe_ceiling_margin``)."""
+        self._remember_ceiling(self.tuning.probe_ceiling_margin * rate, now)
 
     def _in_epoch(self, sent_at: float | None) -> bool:
         return sent_at is None or sent_at >= self._epoch_start
@@ -163,6 +195,11 @@ class PaceLearner:
             base = self._settled_rate  # (a standing probe below it keeps its own base)
         else:
             base, self._probe_base = self._probe_base, None
+        if base is not None:
+            # no probe above the pace that held until the memory lapses (issue 16: a probe
+            # that stood a few percent above the limit was made again every 6 minutes, and
+            # probes between the two paces would only find the limit one 429 at a time)
+            self._remember_ceiling(base, now, failed_probe=True)
         self._set_pace(base, PaceState.SETTLED, now)
 
     def _pressed_cut_applies(self) -> bool:
@@ -175,6 +212,20 @@ class PaceLearner:
         noise (those keep the rule of :meth:`_shows_limit`)."""
         return self.tuning.pressed_cut < 1.0 and self.noise == 0.0
 
+    def _pace_stood(self, now: float) -> bool:
+        """Whether the pace stood ``verify_seconds`` without a 429: settled, or still being
+        verified because the batch never pressed it (a first burst's pace, then a batch asking
+        for less until its first wave of jobs finished). A 429 while such a pace holds
+        requests back is the pace's own: a first burst measured a few percent too high (2 to
+        7 % at time scale 0.1, where the jitter of the releases is a larger share of the
+        span) drew a 429 every few seconds of the first wave, three in a row (issue 16)."""
+        if self.state is PaceState.SETTLED:
+            return True
+        return (
+            self.state is PaceState.VERIFYING
+            and now - self._epoch_start >= self.tuning.verify_seconds * self.time_scale
+        )
+
     def _cut_pressed(self, now: float) -> None:
         """Lower a settled pace that drew a 429 while pressing by ``pressed_cut``, below the
         pace that was refused, and verify it again (a 429 while verifying measures the
@@ -182,6 +233,7 @@ class PaceLearner:
         t = self.tuning
         current = self.learned_rate
         assert current is not None
+        self._below_limit(current, now)
         new = t.pressed_cut * current
         if self.ceiling:
             new = max(new, t.relative_floor * self.ceiling)
@@ -286,6 +338,7 @@ class PaceLearner:
             # elapsed time low).
             let_through = press.rate()
             self.ceiling = max(self.ceiling or 0.0, let_through)
+            self._below_limit(let_through, now)
         else:
             since = self._since_refusal
             if self._since_measurable():
@@ -294,6 +347,7 @@ class PaceLearner:
                 # which a quiet spell then "verified") and any quiet spell before the burst
                 # (a pace far below the limit).
                 let_through = since.rate()
+                self._below_limit(let_through, now)
             else:
                 let_through = self._windows.let_through(now, t.min_measured_answers)
             since.stop()
@@ -339,9 +393,23 @@ class PaceLearner:
         ):
             learned = self.learned_rate
             assert learned is not None
+            target = learned * (1.0 + t.probe_step)
+            cap = self.probe_cap(now)
+            if cap is not None:
+                # stay below a limit measured or refused within the memory: a probe above it
+                # can only draw a 429 (or hide one behind the server's burst allowance)
+                target = min(target, cap)
+                if target < learned * (1.0 + t.probe_step / 4.0):
+                    return
+            elif (
+                self._probe_cap is not None
+                and target > self._probe_cap
+                and now - self._last_unheld < t.ceiling_probe_hold_seconds * scale
+            ):
+                return  # above a lapsed ceiling: only for a backlog, not for a wave
             self._settled_rate = learned
             self.probes += 1
-            self.learned_rate = learned * (1.0 + t.probe_step)
+            self.learned_rate = target
             self.state = PaceState.PROBING
             self._new_epoch(now)
 

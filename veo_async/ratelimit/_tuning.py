@@ -73,6 +73,14 @@ class GovernorTuning:
     second, the jitter of a handful of releases measured a 10/s limit at 11 to 14/s, a pace
     that then drew a 429 each time the batch pressed long enough (issue 16)."""
 
+    release_batch_seconds: float = 0.003
+    """Releases within this many *wall* seconds of the first one let through in a measurement
+    are one batch (the end of a pause releases every request it held back at once): the
+    server let them through on tokens saved before the measurement began, so they are not
+    counted towards its rate (counting them measured a 10/s limit at 10.6 to 13.5/s over the
+    first burst of a batch at time scale 0.1, and the pace stayed above the limit, issue 16).
+    Not scaled: it is the time a batch of releases takes on the event loop."""
+
     # -- verifying a pace
     verify_seconds: float = 10.0
     """A pace is settled after this long without a 429."""
@@ -97,6 +105,24 @@ class GovernorTuning:
     """A failed probe multiplies the probe interval by this ..."""
     probe_max_factor: float = 16.0
     """... up to this factor."""
+    ceiling_memory_intervals: float = 40.0
+    """A rate the server was measured to let through, and a pace that drew a 429 while the
+    batch pressed against it (a failed probe, a settled pace that was cut), are a *ceiling*:
+    for this many ``probe_seconds`` (600 s by default) probes stay below it
+    (``probe_ceiling_margin`` x it). Each failed probe doubles this memory, with no upper
+    bound: a fixed limit pressed for hours costs one 429 per doubling (3 over 9,000 s), not
+    one per ``probe_max_factor`` interval (26 over 9,000 s, issue 16), and a limit that grew
+    is still found once the memory lapses. ``math.inf``: never probe above a ceiling."""
+    probe_ceiling_margin: float = 0.99
+    """While a ceiling is remembered, a probe goes at most to this fraction of it (a probe
+    that would gain less than a quarter of ``probe_step`` is not made)."""
+    ceiling_probe_hold_seconds: float = 60.0
+    """A probe above a ceiling whose memory lapsed is made only once the pace held back every
+    request for this long without a break (instead of ``probe_seconds``). A batch held back
+    in waves (its jobs finishing together, for a few to a few dozen seconds) gains a fraction
+    of a second per wave from a faster pace, and at the end of a wave the server's burst
+    allowance is spent, so a probe above the limit draws a 429 at once (the 429 at 98 s of a
+    1,000-job run, issue 16); a backlog that presses for minutes gains from it."""
 
     # -- telling noise from a limit
     noise_min_answers: int = 20
@@ -115,6 +141,10 @@ class GovernorTuning:
     def __post_init__(self) -> None:
         if self.floor <= 0:
             raise ValueError("floor must be positive")
+        if not self.ceiling_memory_intervals >= 0 or not 0 < self.probe_ceiling_margin <= 1:
+            raise ValueError(
+                "ceiling_memory_intervals must be >= 0, probe_ceiling_margin in (0, 1]"
+            )
         if not 0 < self.pressed_cut <= 1:
             raise ValueError("pressed_cut must be in (0, 1]")
         if not 0 < self.headroom <= 1 or not 0 <= self.noise_tolerance < 1 or self.probe_step < 0:
