@@ -3,6 +3,7 @@
     python -m benchmarks.vs_script --sizes 100,200 --scenarios limits,rate,faults
     python -m benchmarks.vs_script --sizes 1000 --scenarios limits --append
     python -m benchmarks.vs_script --sizes 10000 --slow     # 10,000 jobs: about 15 min per run
+    python -m benchmarks.vs_script --sizes 100 --scenarios rate --seeds 1,2,3,4,5
 
 The opponent is :mod:`benchmarks.handwritten` (competitor ``script``); veo-async runs as
 ``benchmarks.run``'s ``veo_async`` competitor (``client.batch`` with its defaults, told the time
@@ -32,6 +33,9 @@ Figures per run (from the worker's report, the emulator ledger and the emulator'
   waiting for one of the 50 slots.
 * client CPU share: client CPU seconds per wall second (1.0 = one core busy); above 0.8 the
   run is flagged client CPU-bound.
+* seed (``--seeds``): the emulator's seed, which decides every generation time; a cell run
+  over several seeds (one emulator process each) shows how much of a makespan difference is
+  the draw of durations rather than the client.
 * create-order bound (notes): the makespan the server alone gives this run's creates, in the
   order and at the times the ledger shows them, every completion noticed at once (FIFO on the
   50 slots, each job ready after the queue delay, the ledger's generation times). The
@@ -205,12 +209,35 @@ def run_matrix(
     clients: list[str],
     scale: float = SCALE,
     log: Any = sys.stderr,
+    seeds: tuple[int, ...] = (SEED,),
 ) -> dict[str, Any]:
-    """Run every (size, scenario, client) against one emulator process; return the document."""
+    """Run every (size, scenario, client) against one emulator process per seed; return
+    the document."""
     started = time.time()
     tick = time.monotonic()
     cells: list[dict[str, Any]] = []
-    emu = BenchEmulatorProcess(EmulatorConfig(seed=SEED, queue_delay=QUEUE_DELAY))
+    for seed in seeds:
+        cells += _run_seed(seed, sizes, scenarios, clients, scale, log)
+    return {
+        "started_at": started,
+        "wall_seconds": time.monotonic() - tick,
+        "machine": machine(),
+        "burst_window_s": BURST_WINDOW_S,
+        "cells": cells,
+    }
+
+
+def _run_seed(
+    seed: int,
+    sizes: list[int],
+    scenarios: list[str],
+    clients: list[str],
+    scale: float,
+    log: Any,
+) -> list[dict[str, Any]]:
+    """The cells of one emulator seed (the seed decides every generation time)."""
+    cells: list[dict[str, Any]] = []
+    emu = BenchEmulatorProcess(EmulatorConfig(seed=seed, queue_delay=QUEUE_DELAY))
     emu.start()
     try:
         for n in sizes:
@@ -218,7 +245,7 @@ def run_matrix(
                 cell = Cell(SCENARIOS[scenario], n, scale, list(clients))
                 settings = cell_settings(cell)
                 emu.configure(settings)
-                print(f"{scenario}/N={n} (time_scale {scale})", file=log, flush=True)
+                print(f"{scenario}/N={n} (time_scale {scale}, seed {seed})", file=log, flush=True)
                 runs = [r for c in clients if (r := _one_run(emu, cell, c, scale, log))]
                 durations: dict[str, float] = {}
                 for run in runs:
@@ -240,6 +267,7 @@ def run_matrix(
                         "condition": cell.condition,
                         "n": n,
                         "time_scale": scale,
+                        "seed": seed,
                         "emulator": settings,
                         "ideal_makespan_s": ideal,
                         "runs": runs,
@@ -247,13 +275,7 @@ def run_matrix(
                 )
     finally:
         emu.stop()
-    return {
-        "started_at": started,
-        "wall_seconds": time.monotonic() - tick,
-        "machine": machine(),
-        "burst_window_s": BURST_WINDOW_S,
-        "cells": cells,
-    }
+    return cells
 
 
 def _f(value: float | None, digits: int = 1) -> str:
@@ -262,7 +284,11 @@ def _f(value: float | None, digits: int = 1) -> str:
 
 def _scale_note(cell: dict[str, Any]) -> str:
     scale = cell.get("time_scale", SCALE)
-    return "" if scale == SCALE else f" (scale {scale:g})"
+    seed = cell.get("seed", SEED)
+    notes = ([] if scale == SCALE else [f"scale {scale:g}"]) + (
+        [] if seed == SEED else [f"seed {seed}"]
+    )
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def render(document: dict[str, Any]) -> str:
@@ -304,7 +330,8 @@ def render(document: dict[str, Any]) -> str:
             if run["timed_out"]:
                 makespan += " **deadline**"
             lines.append(
-                f"| {cell['scenario']} | {cell['n']:,} | {run['competitor']} | {makespan} "
+                f"| {cell['scenario']}{_scale_note(cell)} | {cell['n']:,} | {run['competitor']} "
+                f"| {makespan} "
                 f"| {_f(run['status_requests_per_job'])} | {_f(run['mean_delay_s'])} "
                 f"| {_f(run['p99_delay_s'])} | {run['http_429']} ({run['http_429_after_burst']}; "
                 f"{run.get('http_429_after_10s', run['http_429_after_burst'])}) "
@@ -336,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument("--scale", type=float, default=SCALE)
+    parser.add_argument(
+        "--seeds",
+        default=str(SEED),
+        help=f"comma-separated emulator seeds (default {SEED}); each seed draws other "
+        "generation times, so the same cell over several seeds averages out which long jobs "
+        "a create order puts in the last wave",
+    )
     parser.add_argument("--slow", action="store_true", help="allow N >= 10,000 (slow)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "docs/benchmarks", help="folder for vs-script.*"
@@ -357,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s!r}")
     clients = [c for c in args.clients.split(",") if c]
-    document = run_matrix(sizes, scenarios, clients, args.scale)
+    seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+    document = run_matrix(sizes, scenarios, clients, args.scale, seeds=seeds)
     shown = ["python", "-m", "benchmarks.vs_script", *(argv if argv is not None else sys.argv[1:])]
     document["commands"] = [shlex.join(shown)]
     args.out.mkdir(parents=True, exist_ok=True)
