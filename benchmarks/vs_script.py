@@ -282,6 +282,11 @@ def _f(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _seed_note(cell: dict[str, Any]) -> str:
+    seed = cell.get("seed", SEED)
+    return "" if seed == SEED else f" (seed {seed})"
+
+
 def _scale_note(cell: dict[str, Any]) -> str:
     scale = cell.get("time_scale", SCALE)
     seed = cell.get("seed", SEED)
@@ -330,7 +335,7 @@ def render(document: dict[str, Any]) -> str:
             if run["timed_out"]:
                 makespan += " **deadline**"
             lines.append(
-                f"| {cell['scenario']}{_scale_note(cell)} | {cell['n']:,} | {run['competitor']} "
+                f"| {cell['scenario']}{_seed_note(cell)} | {cell['n']:,} | {run['competitor']} "
                 f"| {makespan} "
                 f"| {_f(run['status_requests_per_job'])} | {_f(run['mean_delay_s'])} "
                 f"| {_f(run['p99_delay_s'])} | {run['http_429']} ({run['http_429_after_burst']}; "

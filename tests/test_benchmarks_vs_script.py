@@ -7,6 +7,7 @@ the page and JSON carry every figure (p99 and paid-but-not-started included).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.vs_script import main, paid_not_started_max
+from benchmarks.vs_script import main, paid_not_started_max, render
 
 _SIZE = 8
 
@@ -89,3 +90,18 @@ def test_paid_not_started_counts_the_queue_at_its_peak() -> None:
     assert paid_not_started_max(records) == 3
     assert paid_not_started_max(records, grace=1.5) == 2
     assert paid_not_started_max([]) == 0
+
+
+def test_a_cell_of_another_seed_is_marked_in_the_table_and_notes(
+    tiny_run: tuple[Path, dict[str, Any]],
+) -> None:
+    """A cell run with ``--seeds`` other than the default shows its seed on its rows and notes,
+    so two runs of one scenario and size are never mistaken for each other."""
+    _, document = tiny_run
+    other = copy.deepcopy(document)
+    other["cells"][0]["seed"] = 7
+    page = render(other)
+    scenario, n = other["cells"][0]["scenario"], other["cells"][0]["n"]
+    rows = [line for line in page.splitlines() if line.startswith(f"| {scenario} (seed 7) | {n} |")]
+    assert len(rows) == len(other["cells"][0]["runs"])
+    assert f"- {scenario}/N={n} (scale 0.02, seed 7) " in page
