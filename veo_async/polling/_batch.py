@@ -120,8 +120,8 @@ class BatchPlanner(Generic[J]):
         The jobs created (or being created, ``creating``) and not finished are at most
         ``(1 + waves) x`` the concurrency: on a FIFO server the rest of them wait, paid, for a
         slot, and a wave of them is enough to fill every slot that comes free before the next
-        create could (a create takes a second; a wave, a generation's time). Not queue-aware:
-        always room.
+        create could (a create takes a second; a wave, a generation's time). The concurrency
+        is counted as :meth:`paying_concurrency` does. Not queue-aware: always room.
         """
         queue = self.queue
         if queue is None:
