@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from veo_async import FixedIntervalPolicy, Generation, PollPolicy
-from veo_async.polling import BatchPlanner, FixedIntervalPlanner, JobTiming, PollJob, PollPlanner
+from veo_async.polling import (
+    BatchPlanner,
+    FixedIntervalPlanner,
+    JobTiming,
+    PollJob,
+    PollPlanner,
+    QueueModel,
+)
 
 # the docs' example (examples/ is not a package, as in tests/integration/test_fastapi_app.py)
 ServerHintPlanner: Any = importlib.import_module("examples.poll_planners").ServerHintPlanner
@@ -360,3 +367,33 @@ def test_an_active_job_is_not_taken_as_started_by_the_queue_model() -> None:
     assert fresh.concurrency_guess() == 32
     fresh.seen(early[40], reply("generating"), 2.0)
     assert fresh.concurrency_guess() == 41
+
+
+def test_the_queue_models_paying_bound_is_monotone_and_only_while_unsettled() -> None:
+    """``proven`` (the most seen running at once) never falls as jobs finish; the paid-ahead
+    cap counts it only while the server is saturated and the concurrency is unsettled (upper
+    bound above it); settled, or not saturated, it has nothing to say (``None``)."""
+    queue = QueueModel(grace=10.0)
+    for rank in range(30):
+        queue.saw_started(rank)
+    assert queue.proven() == 30 and queue.paying_bound() is None  # not saturated
+    for _ in range(12):
+        queue.finished()
+    queue.saw_started(5)  # an old sighting repeated: no lower
+    assert queue.lower_bound() == 18 and queue.proven() == 30
+    queue.saw_queued(60, waited=5.0)  # within the grace: the normal short queue
+    assert queue.paying_bound() is None
+    queue.saw_queued(60, waited=15.0)  # at most 48 run at once
+    assert queue.saturated and queue.concurrency == 48
+    assert queue.paying_bound() == 30
+    queue.saw_started(50)  # 51 - 12 = 39 seen running at once
+    assert queue.proven() == 39 and queue.paying_bound() == 39
+    queue.saw_queued(51, waited=15.0)  # at most 39: settled
+    assert queue.concurrency == 39 and queue.paying_bound() is None
+    for _ in range(10):
+        queue.finished()  # the bounds stay met: settled for good
+    assert queue.lower_bound() == 29 and queue.paying_bound() is None
+    # saturated before anything was seen started (another client holds the slots): 1
+    other = QueueModel(grace=10.0)
+    other.saw_queued(20, waited=15.0)
+    assert other.concurrency == 20 and other.paying_bound() == 1

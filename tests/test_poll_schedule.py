@@ -165,14 +165,19 @@ def test_the_simulated_schedule_meets_the_issue_targets(n: int) -> None:
 
 def test_room_ahead_counts_waves_of_the_learned_concurrency() -> None:
     """Before the concurrency is known the cap counts it as INITIAL_AHEAD; once learned, at
-    most (1 + waves) x C jobs are created and not finished; creates in flight count."""
+    most (1 + waves) x C jobs are created and not finished; creates in flight count. While
+    the concurrency is known only between two bounds the cap counts the lower one."""
     planner = BatchPlanner[JobTiming](PollPolicy())
     jobs = jobs_at(planner, 2 * INITIAL_AHEAD - 1)
     assert planner.room_ahead(0, 1.0) and not planner.room_ahead(1, 1.0)
     for job in jobs[:10]:
         planner.seen(job, reply("generating"), 5.0)
     planner.seen(jobs[20], reply("queued"), 30.0)  # saturated: C = 20 at most
-    assert planner.concurrency_guess() == 20
+    assert planner.concurrency_guess() == 20  # polls plan on the upper bound
+    assert planner.paying_concurrency() == 10  # unsettled: paying counts the lower one
+    assert not planner.room_ahead(0, 1.0)  # 63 outstanding > 20
+    planner.seen(jobs[19], reply("generating"), 31.0)  # at least 20: settled
+    assert planner.paying_concurrency() == planner.concurrency_guess() == 20
     assert not planner.room_ahead(0, 1.0)  # 63 outstanding > 40
     for job in jobs[:24]:
         finish(planner, job, seen_at=40.0, now=41.0)
@@ -180,6 +185,55 @@ def test_room_ahead_counts_waves_of_the_learned_concurrency() -> None:
     assert planner.room_ahead(0, 1.0)  # 39 outstanding < 40
     assert not planner.room_ahead(1, 1.0)  # one more being created: 40
     assert planner.room_ahead(0, 2.0) and not planner.room_ahead(0, 0.5)
+
+
+def test_a_far_queued_sighting_under_a_rate_limit_pays_no_further_until_settled() -> None:
+    """Issue 16, rate-limited trace: 100 created, 50 seen generating, then rank 97 seen
+    queued 25 s in (its poll came late). The concurrency is now at most 97 and polls plan
+    on that, but the cap counts the 50 seen running: no create goes until the bisecting
+    looks settle it at 50 (it used to allow (1 + 1) x 97 outstanding: ~42 more paid), and
+    then the cap is one wave of 50 as before."""
+    planner = BatchPlanner[JobTiming](PollPolicy())
+    jobs = jobs_at(planner, 100)
+    for job in jobs[:50]:
+        planner.seen(job, reply("generating"), 5.0)
+    planner.seen(jobs[97], reply("queued"), 25.2)
+    queue = planner.queue
+    assert queue is not None and queue.saturated
+    assert queue.concurrency == 97 and planner.concurrency_guess() == 97
+    assert queue.unsettled() == (50, 97)
+    assert planner.paying_concurrency() == 50
+    assert not planner.room_ahead(0, 1.0)  # 100 outstanding = (1 + 1) x 50
+    looked = []
+    while queue.unsettled() is not None:
+        target = planner.settle(26.0)
+        assert target is not None
+        looked.append(target[0].rank)
+        planner.seen(target[0], reply("queued"), 31.0)
+        assert not planner.room_ahead(0, 1.0)  # nothing paid while it settles
+    assert looked == [73, 61, 55, 52, 51, 50]
+    assert queue.concurrency == 50 and planner.paying_concurrency() == 50
+    assert not planner.room_ahead(0, 1.0)
+    finish(planner, jobs[0], seen_at=40.0, now=41.0)
+    assert planner.room_ahead(0, 1.0) and not planner.room_ahead(1, 1.0)  # 99 + 1 = 100
+
+
+def test_while_unsettled_the_paid_ahead_cap_does_not_fall_as_jobs_finish() -> None:
+    """The cap's lower bound is the most jobs ever seen running at once, not those running
+    now: with 10 of the 50 seen generating finished (and no later job looked at yet), the
+    cap still counts 50, so creates refill the freed slots instead of starving the server."""
+    planner = BatchPlanner[JobTiming](PollPolicy())
+    jobs = jobs_at(planner, 100)
+    for job in jobs[:50]:
+        planner.seen(job, reply("generating"), 5.0)
+    planner.seen(jobs[97], reply("queued"), 25.2)
+    for job in jobs[:10]:
+        finish(planner, job, seen_at=40.0, now=41.0)
+    queue = planner.queue
+    assert queue is not None and queue.lower_bound() == 40 and queue.proven() == 50
+    assert queue.unsettled() is not None
+    assert planner.paying_concurrency() == 50
+    assert planner.room_ahead(9, 1.0) and not planner.room_ahead(10, 1.0)  # 90 outstanding
 
 
 def test_a_probe_polls_the_newest_job_soon_and_a_sighting_raises_the_cap() -> None:

@@ -120,14 +120,29 @@ class BatchPlanner(Generic[J]):
         The jobs created (or being created, ``creating``) and not finished are at most
         ``(1 + waves) x`` the concurrency: on a FIFO server the rest of them wait, paid, for a
         slot, and a wave of them is enough to fill every slot that comes free before the next
-        create could (a create takes a second; a wave, a generation's time). Not queue-aware:
-        always room.
+        create could (a create takes a second; a wave, a generation's time). The concurrency
+        is counted as :meth:`paying_concurrency` does. Not queue-aware: always room.
         """
         queue = self.queue
         if queue is None:
             return True
         outstanding = self.created + creating - queue.done
-        return outstanding < self.concurrency_guess() * (1.0 + waves)
+        return outstanding < self.paying_concurrency() * (1.0 + waves)
+
+    def paying_concurrency(self) -> int:
+        """The server's concurrency as the paid-ahead cap counts it: :meth:`concurrency_guess`,
+        except while the server is saturated and its concurrency is known only between two
+        bounds. The guess is then the upper bound, which is right for polling (an early look
+        is corrected) and wrong for paying (a create is not taken back): the most jobs seen
+        running at once counts instead (:meth:`QueueModel.paying_bound`), until the bounds
+        meet (issue 16: a rank 97 seen queued on a 50-slot server let ~42 more creates
+        through, paid, before a few looks settled the concurrency at 50)."""
+        queue = self.queue
+        if queue is not None:
+            bound = queue.paying_bound()
+            if bound is not None:
+                return bound
+        return self.concurrency_guess()
 
     def probe(self, now: float) -> tuple[J, float] | None:
         """While creates are held back by the paid-ahead cap and the server was not seen

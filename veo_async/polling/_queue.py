@@ -18,9 +18,21 @@ class QueueModel:
     Ranks are submission order within one batch (0, 1, 2, ...). The caller reports what polls
     show (:meth:`saw_started`, :meth:`saw_queued`) and finished jobs (:meth:`finished`), and
     asks :meth:`predecessor` which job must finish before a given one can start.
+
+    The estimate takes the upper bound while the two bounds differ, which suits polling (an
+    early look is corrected by what it sees). Paying ahead asks :meth:`paying_bound` instead:
+    a create sent on an overestimate is paid and cannot be taken back.
     """
 
-    __slots__ = ("_max_started", "_upper", "concurrency", "done", "grace", "saturated")
+    __slots__ = (
+        "_floor",
+        "_max_started",
+        "_upper",
+        "concurrency",
+        "done",
+        "grace",
+        "saturated",
+    )
 
     def __init__(self, grace: float = 10.0) -> None:
         self.grace = grace
@@ -30,6 +42,7 @@ class QueueModel:
         self.concurrency: int | None = None
         self.done = 0
         self._max_started = -1
+        self._floor = 0  # most seen running at once: max of rank + 1 - done when seen started
         self._upper: int | None = None
 
     def finished(self) -> None:
@@ -39,6 +52,7 @@ class QueueModel:
     def saw_started(self, rank: int) -> None:
         """A poll showed the job of ``rank`` generating (or finished)."""
         self._max_started = max(self._max_started, rank)
+        self._floor = max(self._floor, rank + 1 - self.done)
         if self.saturated:
             self._update(rank)
 
@@ -78,6 +92,30 @@ class QueueModel:
         """The fewest generations the server was seen running at once for this batch (the
         highest rank seen started, plus one, minus the jobs finished; 0: none seen)."""
         return max(0, self._max_started + 1 - self.done)
+
+    def proven(self) -> int:
+        """The most generations the server was seen running at once for this batch: over
+        every sighting of a started job, the highest of its rank, plus one, minus the jobs
+        finished at that time (0: none seen). Unlike :meth:`lower_bound` it never falls as
+        jobs finish."""
+        return self._floor
+
+    def paying_bound(self) -> int | None:
+        """The concurrency to count when paying ahead while the server is saturated and the
+        concurrency is known only between two bounds (the upper one above :meth:`proven`):
+        :meth:`proven`, at least 1. ``None`` when settled (count :attr:`concurrency`) or not
+        saturated.
+
+        Not :attr:`concurrency`, which is then the upper bound: the first job seen queued
+        past the grace can be far down the queue (rank 97 of a 50-slot server, seen late
+        under a rate limit), and creates paid up to twice that wait for slots that do not
+        exist. Not :meth:`lower_bound` either: it falls as jobs finish, and creates held on
+        it would let the server's slots run dry.
+        """
+        upper = self._upper
+        if not self.saturated or upper is None or upper <= self._floor:
+            return None
+        return max(1, self._floor)
 
     def unsettled(self) -> tuple[int, int] | None:
         """While saturated with the concurrency known only between two bounds: ``(lower,
