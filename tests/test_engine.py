@@ -609,21 +609,34 @@ async def test_the_back_off_after_a_failed_poll_follows_the_time_scale() -> None
     assert polls[1] - polls[0] < 0.5
 
 
-@pytest.mark.anyio
-async def test_against_the_emulator_with_a_concurrency_limit() -> None:
-    """In-process emulator, 120 jobs behind a limit of 10: all done, none twice, few polls."""
-    from veo_async.emulator import EmulatorConfig, create_app
+async def _batch_on_emulator(
+    config: Any, prompts: list[str], *, generations: bool
+) -> tuple[list[Any], dict[str, Any]]:
+    """Run ``prompts`` as one batch against an in-process emulator with ``config`` (real
+    waiting, the policy told its time scale); return the results and the emulator's stats."""
+    from veo_async.emulator import create_app
 
     _timing.set_no_waiting(False)
-    scale = 0.0005
-    app = create_app(EmulatorConfig(time_scale=scale, max_concurrent=10, seed=3))
+    app = create_app(config)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     async with AsyncVeoClient("key", base_url=BASE, http_client=http) as client:
         results = await collect(
-            client, [f"clip {i}" for i in range(120)], poll_policy=PollPolicy(time_scale=scale)
+            client, prompts, poll_policy=PollPolicy(time_scale=config.time_scale)
         )
     await http.aclose()
-    stats = app.state.emulator.stats(include_generations=False)
+    return results, app.state.emulator.stats(include_generations=generations)
+
+
+@pytest.mark.anyio
+async def test_against_the_emulator_with_a_concurrency_limit() -> None:
+    """In-process emulator, 120 jobs behind a limit of 10: all done, none twice, few polls."""
+    from veo_async.emulator import EmulatorConfig
+
+    results, stats = await _batch_on_emulator(
+        EmulatorConfig(time_scale=0.0005, max_concurrent=10, seed=3),
+        [f"clip {i}" for i in range(120)],
+        generations=False,
+    )
     assert len(results) == 120 and all(r.ok for r in results)
     assert stats["generations_created"] == 120
     assert stats["duplicate_prompts"] == {}
@@ -801,19 +814,15 @@ async def test_the_last_jobs_of_a_batch_are_noticed_within_about_a_second() -> N
     past its shortest plausible duration is looked at every second (service time), so the
     last job (the batch's makespan) is noticed within about a second of completing, not after
     the planner's growing gaps (2.4 to 3.4 s at N = 100, issue 16)."""
-    from veo_async.emulator import EmulatorConfig, create_app
+    from veo_async.emulator import EmulatorConfig
 
-    _timing.set_no_waiting(False)
     scale = 0.05
-    app = create_app(EmulatorConfig(time_scale=scale, max_concurrent=8, seed=11))
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     with anyio.fail_after(60):
-        async with AsyncVeoClient("key", base_url=BASE, http_client=http) as client:
-            results = await collect(
-                client, [f"tail {i}" for i in range(12)], poll_policy=PollPolicy(time_scale=scale)
-            )
-    await http.aclose()
-    stats = app.state.emulator.stats(include_generations=True)
+        results, stats = await _batch_on_emulator(
+            EmulatorConfig(time_scale=scale, max_concurrent=8, seed=11),
+            [f"tail {i}" for i in range(12)],
+            generations=True,
+        )
     assert len(results) == 12 and all(r.ok for r in results)
     assert stats["generations_created"] == 12
     gens = stats["generations"]
